@@ -1,0 +1,172 @@
+"""The command line: `python -m lupi_core COMMAND --help`.
+
+restore, info and train live here; evaluate, bench, ablate and atlas are defined
+by their own modules (`add_arguments` / `run`). Nothing is parsed at import time.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+MODULE_COMMANDS = {
+    "evaluate": ("lupi_core.evaluate", "score a model on the paper's 3-task / 5-task tables"),
+    "bench": ("lupi_core.bench", "the paper's Table 5: parameters, GMAC, memory, latency"),
+    "ablate": ("lupi_core.ablate", "train and score the Table 3 and Table 4 variants"),
+    "atlas": ("lupi_core.atlas", "build the prior atlas the app shows"),
+}
+
+
+def add_restore_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", type=Path, help="image files or folders of images")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the restored PNGs")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="student weights (default: shipped model)")
+    parser.add_argument("--tile", type=int, default=512, help="tile size for large images (multiple of 8)")
+    parser.add_argument("--device", default="cpu")
+
+
+def run_restore(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .images import ImageError, list_images, load_image, save_png
+    from .pipeline import load_pretrained
+
+    files: list[Path] = []
+    for item in args.inputs:
+        files += list_images(item) if item.is_dir() else [item]
+    if not files:
+        print("no images found in the given inputs", file=sys.stderr)
+        return 2
+    pipeline = load_pretrained(args.checkpoint, device=args.device, tile=args.tile)
+    failures = 0
+    for path in tqdm(files, desc="restoring", unit="image"):
+        try:
+            restored = pipeline.restore(load_image(path))
+        except ImageError as error:
+            tqdm.write(f"skipped: {error}")
+            failures += 1
+            continue
+        save_png(restored, args.out / f"{path.stem}.png")
+    print(f"wrote {len(files) - failures} image(s) to {args.out}")
+    return 1 if failures else 0
+
+
+def add_info_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="paper", help="paper, small or tiny")
+    parser.add_argument("--size", type=int, default=256, help="input side for GMAC (3 x size x size)")
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from .complexity import PAPER_RESTORMER, PAPER_STUDENT, complexity_report
+    from .config import ModelConfig
+
+    report = complexity_report(ModelConfig.preset(args.preset), args.size)
+    print(f"preset {args.preset!r}, GMAC at 1x3x{args.size}x{args.size}\n")
+    print(f"{'model':<30}{'parameters':>14}{'GMAC':>10}")
+    for name, row in report.items():
+        print(f"{name:<30}{row['params']:>14,}{row['gmac']:>10.2f}")
+    print("\npublished (paper, Table 5), for comparison:")
+    print(f"{'Restormer':<30}{PAPER_RESTORMER['params'] / 1e6:>13.2f}M{PAPER_RESTORMER['gmac']:>10.2f}")
+    print(f"{'LUPI (D_S + R_S)':<30}{PAPER_STUDENT['params'] / 1e6:>13.2f}M{PAPER_STUDENT['gmac']:>10.2f}")
+    return 0
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    from .losses import ALIGN_FORMS
+    from .trainer import MODES
+
+    data = parser.add_argument_group("data (a recipe, or a folder of clean images to add noise to)")
+    data.add_argument("--recipe", type=Path, help="a task-mixture TOML (see train/recipes/)")
+    data.add_argument("--data", type=Path, help="root folder the recipe's paths are relative to")
+    data.add_argument("--clean-folder", type=Path, help="train denoising on a folder of clean images")
+    data.add_argument("--patch-size", type=int, default=None, help="override the recipe's patch size")
+    parser.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, logs, weights")
+    parser.add_argument("--preset", default="small")
+    parser.add_argument("--mode", choices=MODES, default="lupi")
+    parser.add_argument("--estimator", choices=("siamese", "concat", "add"), default="siamese")
+    parser.add_argument("--stage1-steps", type=int, default=1000)
+    parser.add_argument("--stage2-steps", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=8, help="per process")
+    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--warmup-steps", type=int, default=100)
+    parser.add_argument("--align", choices=ALIGN_FORMS, default="kl", help="form of L_align (eq. 4)")
+    parser.add_argument("--align-temperature", type=float, default=0.15)
+    parser.add_argument("--align-weight", type=float, default=1.0, help="lambda_align of eq. 4")
+    parser.add_argument("--student-from-teacher", action=argparse.BooleanOptionalAction, default=False,
+                        help="start R_S from R_T's weights")
+    parser.add_argument("--checkpoint-every", type=int, default=200)
+    parser.add_argument("--val-every", type=int, default=500)
+    parser.add_argument("--val-images", type=int, default=8, help="held-out pairs for validation PSNR (0: none)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from .data import load_recipe, noisy_folder, validation_pairs
+    from .losses import AlignConfig
+    from .trainer import TrainConfig, Trainer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.recipe:
+        if args.data is None:
+            raise SystemExit("--recipe needs --data DIR, the folder its paths are relative to")
+        dataset = load_recipe(args.recipe, args.data, seed=args.seed, patch_size=args.patch_size)
+    elif args.clean_folder:
+        dataset = noisy_folder(args.clean_folder, patch_size=args.patch_size or 64, seed=args.seed)
+    else:
+        raise SystemExit("give the training data: --recipe F --data DIR, or --clean-folder DIR")
+    cfg = TrainConfig(
+        out_dir=args.out, preset=args.preset, estimator_design=args.estimator, mode=args.mode,
+        stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps, batch_size=args.batch_size, lr=args.lr,
+        warmup_steps=args.warmup_steps,
+        align=AlignConfig(args.align, args.align_temperature, args.align_weight),
+        student_from_teacher=args.student_from_teacher, checkpoint_every=args.checkpoint_every,
+        val_every=args.val_every, seed=args.seed, device=args.device, num_workers=args.workers,
+        progress=args.progress)
+    val = validation_pairs(dataset, args.val_images, seed=args.seed + 12345) if args.val_images else []
+    for name, path in Trainer(cfg, dataset, val).run().items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m lupi_core", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    local = {
+        "restore": (add_restore_arguments, run_restore, "restore files or folders of images to PNGs"),
+        "info": (add_info_arguments, run_info, "parameter counts and GMAC of a preset"),
+        "train": (add_train_arguments, run_train, "train a model (two-stage LUPI or an ablation mode)"),
+    }
+    for name, (add_arguments, run, help_text) in local.items():
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        add_arguments(sub)
+        sub.set_defaults(run=run)
+    for name, (module_name, help_text) in MODULE_COMMANDS.items():
+        module = importlib.import_module(module_name)
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .images import ImageError
+    from .weights import WeightsError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ImageError, WeightsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

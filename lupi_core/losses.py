@@ -1,0 +1,45 @@
+"""The training objectives: L1 reconstruction (eq. 3) and the alignment term of eq. 4.
+
+The paper says only that L_align is "a KL divergence" between d_S and d_T. The
+default follows KDSR, the closest published teacher-student prior distillation:
+KL(softmax(d_T / tau) || softmax(d_S / tau)) over the prior's dimensions with
+tau = 0.15 and weight 1. L1 and MSE alignments are offered for comparison.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+ALIGN_FORMS = ("kl", "l1", "mse")
+
+
+@dataclass(frozen=True)
+class AlignConfig:
+    form: str = "kl"
+    temperature: float = 0.15
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.form not in ALIGN_FORMS:
+            raise ValueError(f"alignment form must be one of {ALIGN_FORMS}, got {self.form!r}")
+        if self.temperature <= 0:
+            raise ValueError("alignment temperature must be positive")
+
+
+def reconstruction_loss(restored: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """L1 between the restoration and the clean image (eq. 3, and L_recon of eq. 4)."""
+    return F.l1_loss(restored, clean)
+
+
+def alignment_loss(student_prior: torch.Tensor, teacher_prior: torch.Tensor, cfg: AlignConfig) -> torch.Tensor:
+    """L_align of eq. 4: pulls d_S towards the frozen d_T."""
+    teacher_prior = teacher_prior.detach()
+    if cfg.form == "l1":
+        return F.l1_loss(student_prior, teacher_prior)
+    if cfg.form == "mse":
+        return F.mse_loss(student_prior, teacher_prior)
+    log_p_student = F.log_softmax(student_prior / cfg.temperature, dim=-1)
+    log_p_teacher = F.log_softmax(teacher_prior / cfg.temperature, dim=-1)
+    return F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)

@@ -1,0 +1,25 @@
+"""PSNR and SSIM with the all-in-one papers' conventions.
+
+RGB floats in [0, 1], the restoration clamped and *not* quantised, scikit-image's
+PSNR, and SSIM with the 7x7 uniform window over the three channels.
+"""
+from __future__ import annotations
+
+import numpy as np
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+
+def as_unit_float(image: np.ndarray) -> np.ndarray:
+    """uint8 -> float64 in [0, 1]; floats are clamped to [0, 1]."""
+    if image.dtype == np.uint8:
+        return image.astype(np.float64) / 255.0
+    return np.clip(image.astype(np.float64), 0.0, 1.0)
+
+
+def psnr(restored: np.ndarray, clean: np.ndarray) -> float:
+    return float(peak_signal_noise_ratio(as_unit_float(clean), as_unit_float(restored), data_range=1.0))
+
+
+def ssim(restored: np.ndarray, clean: np.ndarray) -> float:
+    return float(structural_similarity(as_unit_float(clean), as_unit_float(restored), data_range=1.0,
+                                       channel_axis=-1, win_size=7))

@@ -1,0 +1,73 @@
+"""The three assemblies of the paper: backbone R, teacher system (D_T, R_T) and
+student system (D_S, R_S).
+
+- Teacher (Stage 1, eq. 3): I_r = R_T(I_d, D_T(I_d, I_c)).
+- Student (Stage 2, eq. 4, and inference, section 3.4): I_o = R_S(I_d, D_S(I_d)).
+- The backbone alone (no prior, no DBs) is Restormer, the Table 3 baseline.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import ModelConfig
+from .prior import DegradationPredictor, PrivilegedEstimator
+from .restorer import Restorer
+
+
+class TeacherSystem(nn.Module):
+    """D_T + R_T: sees the clean image, so exists only during training."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.estimator = PrivilegedEstimator(cfg)
+        self.restorer = Restorer(cfg, with_prior=True)
+
+    def forward(self, degraded: torch.Tensor, clean: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        prior = self.estimator(degraded, clean)
+        return self.restorer(degraded, prior), prior
+
+
+class StudentSystem(nn.Module):
+    """D_S + R_S, the deployed model. Without a predictor it is the plain backbone
+    (the "w/o Degradation Predictor" ablation) and `prior()` is unavailable."""
+
+    def __init__(self, cfg: ModelConfig, with_predictor: bool = True):
+        super().__init__()
+        self.cfg = cfg
+        self.predictor = DegradationPredictor(cfg) if with_predictor else None
+        self.restorer = Restorer(cfg, with_prior=with_predictor)
+
+    @property
+    def has_predictor(self) -> bool:
+        return self.predictor is not None
+
+    def prior(self, degraded: torch.Tensor) -> torch.Tensor:
+        if self.predictor is None:
+            raise RuntimeError("this model has no degradation predictor D_S (it is the plain backbone)")
+        return self.predictor(degraded)
+
+    def forward(self, degraded: torch.Tensor, prior: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Restore with D_S's own prior, or with a given one (counterfactuals, d_T)."""
+        if prior is None and self.predictor is not None:
+            prior = self.predictor(degraded)
+        return self.restorer(degraded, prior), prior
+
+
+def build_backbone(cfg: ModelConfig) -> Restorer:
+    """R without Degradation-aware Blocks: Restormer itself."""
+    return Restorer(cfg, with_prior=False)
+
+
+def build_teacher(cfg: ModelConfig) -> TeacherSystem:
+    return TeacherSystem(cfg)
+
+
+def build_student(cfg: ModelConfig, with_predictor: bool = True) -> StudentSystem:
+    return StudentSystem(cfg, with_predictor=with_predictor)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

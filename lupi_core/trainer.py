@@ -1,0 +1,315 @@
+"""Two-stage privileged training (section 3.3) and the Table 3 ablation modes.
+
+- `lupi`: Stage 1 trains D_T + R_T with L1 (eq. 3); Stage 2 freezes D_T and
+  trains D_S + a new R_S with L1 + lambda_align * L_align (eq. 4).
+- `no-privileged`: D_S + R_S end to end with L1 only (no Stage 1).
+- `no-predictor`: the plain backbone R with L1.
+
+One loop serves every stage: AdamW, linear warm-up then cosine decay to zero,
+checkpoints that resume exactly after a SIGKILL (weights, optimizer, step, RNG;
+the learning rate is a function of the step and the data a function of the
+sample index), bf16 autocast on CUDA, and DistributedDataParallel under torchrun.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm import tqdm
+
+from .config import ModelConfig
+from .images import to_float_image, to_tensor
+from .losses import AlignConfig, alignment_loss, reconstruction_loss
+from .metrics import psnr
+from .models import build_student, build_teacher
+from .pipeline import forward_padded
+from .weights import load_model, save_model
+
+MODES = ("lupi", "no-privileged", "no-predictor")
+TEACHER_FILE, STUDENT_FILE = "teacher.safetensors", "student.safetensors"
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs besides its data; saved beside the run as train_config.json."""
+
+    out_dir: Path
+    preset: str = "small"
+    estimator_design: str = "siamese"
+    mode: str = "lupi"
+    stage1_steps: int = 1000
+    stage2_steps: int = 1000
+    batch_size: int = 8  # per process
+    lr: float = 2e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    align: AlignConfig = field(default_factory=AlignConfig)
+    student_from_teacher: bool = False
+    checkpoint_every: int = 200
+    val_every: int = 500
+    log_every: int = 10
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.out_dir = Path(self.out_dir)
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if isinstance(self.align, dict):
+            self.align = AlignConfig(**self.align)
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig.preset(self.preset, estimator_design=self.estimator_design)
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "out_dir": str(self.out_dir)}, indent=2)
+
+
+def learning_rate(step: int, total: int, peak: float, warmup: int) -> float:
+    """Linear warm-up to `peak`, then cosine decay to zero at `total`."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+class SampleIndices(Sampler[int]):
+    """Global sample indices for this process, from `start_step` on, forever.
+
+    Step s of rank r draws samples s * world * batch + r * batch + [0, batch): the
+    data depend only on the step, so a resumed or re-sharded run sees the same data.
+    """
+
+    def __init__(self, start_step: int, batch_size: int, rank: int, world: int, offset: int):
+        self.start_step, self.batch_size, self.rank, self.world, self.offset = start_step, batch_size, rank, world, offset
+
+    def __iter__(self) -> Iterator[int]:
+        step = self.start_step
+        while True:
+            base = self.offset + (step * self.world + self.rank) * self.batch_size
+            yield from range(base, base + self.batch_size)
+            step += 1
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @staticmethod
+    def from_env(device_type: str) -> "Distributed":
+        """Join the process group when launched by torchrun (WORLD_SIZE > 1)."""
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world == 1:
+            return Distributed()
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+        return Distributed(dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("--device cuda was asked for, but PyTorch sees no CUDA device")
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+# -- one stage ---------------------------------------------------------------------------------
+LossFn = Callable[[nn.Module, dict], dict[str, torch.Tensor]]  # (model, possibly DDP-wrapped; batch)
+
+
+@dataclass
+class Stage:
+    """One training stage: which model trains, on which loss, for how many steps, into which file."""
+
+    name: str
+    model: nn.Module
+    loss_fn: LossFn
+    steps: int
+    weights_file: str
+    data_offset: int
+    evaluate: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
+             "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64))}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate((3, tuple(state["python"]), None))
+    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), 624, 0, 0.0))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Trainer:
+    """Runs the stages a mode needs, resuming from `out_dir/checkpoints/` when present."""
+
+    def __init__(self, cfg: TrainConfig, dataset: Dataset, val_pairs: list[tuple[np.ndarray, np.ndarray]] = ()):
+        self.cfg, self.dataset, self.val_pairs = cfg, dataset, list(val_pairs)
+        self.dist = Distributed.from_env(resolve_device(cfg.device).type)
+        self.device = resolve_device(cfg.device, self.dist.local_rank)
+        self.model_cfg = cfg.model_config()
+        self.checkpoint_dir = cfg.out_dir / "checkpoints"
+        if self.dist.is_main:
+            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            (cfg.out_dir / "train_config.json").write_text(cfg.to_json())
+
+    def run(self) -> dict[str, Path]:
+        """Train every stage of the mode; returns the weights files written."""
+        outputs = {}
+        if self.cfg.mode == "lupi":
+            outputs["teacher"] = self._run_stage(self._stage1())
+        outputs["student"] = self._run_stage(self._stage2())
+        return outputs
+
+    # -- the stages ----------------------------------------------------------------------------
+    def _stage1(self) -> Stage:
+        torch.manual_seed(self.cfg.seed)
+        teacher = build_teacher(self.model_cfg)
+
+        def loss_fn(model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
+            restored, _ = model(batch["degraded"], batch["clean"])
+            loss = reconstruction_loss(restored, batch["clean"])
+            return {"loss": loss, "l1": loss}
+
+        return Stage("stage1", teacher, loss_fn, self.cfg.stage1_steps, TEACHER_FILE, 0,
+                     lambda deg, clean: teacher(deg, clean)[0])
+
+    def _stage2(self) -> Stage:
+        torch.manual_seed(self.cfg.seed + 1)
+        student = build_student(self.model_cfg, with_predictor=self.cfg.mode != "no-predictor")
+        estimator = None
+        if self.cfg.mode == "lupi":
+            teacher = load_model(self.cfg.out_dir / TEACHER_FILE, kind="teacher", device=self.device)
+            estimator = teacher.estimator.requires_grad_(False).eval()  # D_T frozen
+            if self.cfg.student_from_teacher:
+                student.restorer.load_state_dict(teacher.restorer.state_dict())
+        align_cfg = self.cfg.align
+
+        def loss_fn(model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
+            restored, student_prior = model(batch["degraded"])
+            l1 = reconstruction_loss(restored, batch["clean"])
+            if estimator is None:
+                return {"loss": l1, "l1": l1}
+            with torch.no_grad():
+                teacher_prior = estimator(batch["degraded"], batch["clean"])
+            align = alignment_loss(student_prior.float(), teacher_prior.float(), align_cfg)
+            return {"loss": l1 + align_cfg.weight * align, "l1": l1, "align": align}
+
+        return Stage("stage2", student, loss_fn, self.cfg.stage2_steps, STUDENT_FILE, 10**12,
+                     lambda deg, clean: student(deg)[0])
+
+    # -- the loop ------------------------------------------------------------------------------
+    def _run_stage(self, stage: Stage) -> Path:
+        cfg, device = self.cfg, self.device
+        weights_path = cfg.out_dir / stage.weights_file
+        checkpoint_path = self.checkpoint_dir / f"{stage.name}.pt"
+        model = stage.model.to(device)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999))
+        step = 0
+        if checkpoint_path.is_file():
+            state = torch.load(checkpoint_path, map_location=device, weights_only=True)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            _set_rng_state(state["rng"])
+            step = state["step"]
+            if self.dist.is_main:
+                print(f"[{stage.name}] resuming from {checkpoint_path} at step {step}")
+        if step >= stage.steps and weights_path.is_file():
+            return weights_path
+
+        forward_model = DistributedDataParallel(model) if self.dist.world > 1 else model
+        loader = DataLoader(
+            self.dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+            sampler=SampleIndices(step, cfg.batch_size, self.dist.rank, self.dist.world, stage.data_offset))
+        batches = iter(loader)
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+        log_path = cfg.out_dir / f"{stage.name}_log.jsonl"
+        bar = tqdm(total=stage.steps, initial=step, desc=stage.name, disable=not (cfg.progress and self.dist.is_main),
+                   dynamic_ncols=True)
+        model.train()
+        started = time.perf_counter()
+        while step < stage.steps:
+            batch = next(batches)
+            batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, stage.steps, cfg.lr, cfg.warmup_steps)
+            with autocast:
+                losses = stage.loss_fn(forward_model, batch)
+            optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            optimizer.step()
+            step += 1
+            bar.update(1)
+            if self.dist.is_main and (step % cfg.log_every == 0 or step == stage.steps):
+                values = {k: round(v.item(), 5) for k, v in losses.items()}
+                bar.set_postfix(values)
+                record = {"step": step, "lr": optimizer.param_groups[0]["lr"], **values,
+                          "seconds": round(time.perf_counter() - started, 2)}
+                if self.val_pairs and (step % cfg.val_every == 0 or step == stage.steps):
+                    record["val_psnr"] = self._validate(stage, model)
+                    bar.write(f"[{stage.name}] step {step}: validation PSNR {record['val_psnr']:.2f} dB")
+                with log_path.open("a") as log:
+                    log.write(json.dumps(record) + "\n")
+            if step % cfg.checkpoint_every == 0 or step == stage.steps:
+                self._save_checkpoint(checkpoint_path, model, optimizer, step)
+        bar.close()
+        if self.dist.is_main:
+            elapsed = time.perf_counter() - started
+            save_model(model, weights_path, info={"stage": stage.name, "mode": cfg.mode, "steps": stage.steps,
+                                                  "batch_size": cfg.batch_size * self.dist.world,
+                                                  "seconds_this_sitting": round(elapsed, 1)})
+        self.dist.barrier()
+        return weights_path
+
+    def _save_checkpoint(self, path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, step: int) -> None:
+        if self.dist.is_main:
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                     "rng": _rng_state()}
+            tmp = path.with_suffix(".tmp")
+            torch.save(state, tmp)
+            os.replace(tmp, path)  # atomic: a kill mid-write keeps the previous checkpoint
+        self.dist.barrier()
+
+    @torch.no_grad()
+    def _validate(self, stage: Stage, model: nn.Module) -> float:
+        model.eval()
+        scores = []
+        for degraded, clean in self.val_pairs:
+            deg, cln = to_tensor(degraded).to(self.device), to_tensor(clean).to(self.device)
+            scores.append(psnr(to_float_image(forward_padded(stage.evaluate, deg, cln)), clean))
+        model.train()
+        return round(float(np.mean(scores)), 3)
