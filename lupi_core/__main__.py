@@ -97,7 +97,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="start R_S from R_T's weights")
     parser.add_argument("--checkpoint-every", type=int, default=200)
     parser.add_argument("--val-every", type=int, default=500)
-    parser.add_argument("--val-images", type=int, default=8, help="held-out pairs for validation PSNR (0: none)")
+    parser.add_argument("--val-images", type=int, default=8, help="patches, outside the training draws, scored for validation PSNR (0: none)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
@@ -108,9 +108,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 def run_train(args: argparse.Namespace) -> int:
     import torch
 
-    from .data import load_recipe, noisy_folder, validation_pairs
+    from .data import load_recipe, noisy_folder
     from .losses import AlignConfig
-    from .trainer import TrainConfig, Trainer
+    from .trainer import TrainConfig, Trainer, validation_patches
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -130,7 +130,7 @@ def run_train(args: argparse.Namespace) -> int:
         student_from_teacher=args.student_from_teacher, checkpoint_every=args.checkpoint_every,
         val_every=args.val_every, seed=args.seed, device=args.device, num_workers=args.workers,
         progress=args.progress)
-    val = validation_pairs(dataset, args.val_images, seed=args.seed + 12345) if args.val_images else []
+    val = validation_patches(dataset, args.val_images)
     for name, path in Trainer(cfg, dataset, val).run().items():
         print(f"{name}: {path}")
     return 0

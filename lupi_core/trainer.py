@@ -173,6 +173,14 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def validation_patches(dataset: Dataset, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`count` (degraded, clean) uint8 patches from sample indices no training step reaches
+    (training draws indices from 0 and 10**12 upwards), for monitoring PSNR during training."""
+    to_uint8 = lambda t: (t.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)  # noqa: E731
+    items = (dataset[10**15 + i] for i in range(count))
+    return [(to_uint8(item["degraded"]), to_uint8(item["clean"])) for item in items]
+
+
 class Trainer:
     """Runs the stages a mode needs, resuming from `out_dir/checkpoints/` when present."""
 
