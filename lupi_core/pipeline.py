@@ -54,14 +54,19 @@ class Pipeline:
         if tile % MULTIPLE or tile <= tile_overlap:
             raise ValueError(f"tile must be a multiple of {MULTIPLE} and larger than the overlap ({tile_overlap})")
         self.device = torch.device(device)
-        self.student = student.to(self.device).eval()
-        self.teacher = teacher.to(self.device).eval() if teacher is not None else None
+        # channels-last routes the depthwise convs to oneDNN: about 2x faster on CPU
+        self.student = student.to(self.device, memory_format=torch.channels_last).eval()
+        self.teacher = (teacher.to(self.device, memory_format=torch.channels_last).eval()
+                        if teacher is not None else None)
         self.cfg = student.cfg
         self.tile, self.tile_overlap = tile, tile_overlap
 
     @property
     def has_prior(self) -> bool:
         return self.student.has_predictor
+
+    def _input(self, image: np.ndarray | Image.Image) -> torch.Tensor:
+        return to_tensor(to_rgb_uint8(image)).to(self.device, memory_format=torch.channels_last)
 
     # -- the degradation prior -------------------------------------------------------------
     @torch.inference_mode()
@@ -82,7 +87,7 @@ class Pipeline:
 
     def prior(self, image: np.ndarray | Image.Image) -> np.ndarray:
         """The student's 512-d degradation prior d_S = D_S(I_d), as float32. Does not run R."""
-        tensor = to_tensor(to_rgb_uint8(image)).to(self.device)
+        tensor = self._input(image)
         return self._prior_tensor(tensor)[0].float().cpu().numpy()
 
     @torch.inference_mode()
@@ -93,7 +98,7 @@ class Pipeline:
         degraded, clean = to_rgb_uint8(degraded), to_rgb_uint8(clean)
         if degraded.shape != clean.shape:
             raise ImageError(f"degraded {degraded.shape} and clean {clean.shape} images differ in size")
-        prior = self.teacher.estimator(to_tensor(degraded).to(self.device), to_tensor(clean).to(self.device))
+        prior = self.teacher.estimator(self._input(degraded), self._input(clean))
         return prior[0].float().cpu().numpy()
 
     # -- restoration ------------------------------------------------------------------------
@@ -104,7 +109,7 @@ class Pipeline:
 
         `prior` replaces d_S (e.g. d_T, or a counterfactual); `tile` overrides the tile size.
         """
-        tensor = to_tensor(to_rgb_uint8(image)).to(self.device)
+        tensor = self._input(image)
         prior_tensor = None
         if self.has_prior:
             prior_tensor = (self._prior_tensor(tensor) if prior is None
@@ -113,6 +118,8 @@ class Pipeline:
                 raise ValueError(f"a prior must have {self.cfg.prior_dim} values, got {prior_tensor.shape[1]}")
         run = lambda x: self.student.restorer(x, prior_tensor)  # noqa: E731
         tile = tile or self.tile
+        if tile % MULTIPLE or tile <= self.tile_overlap:
+            raise ValueError(f"tile must be a multiple of {MULTIPLE} and larger than the overlap ({self.tile_overlap})")
         h, w = tensor.shape[-2:]
         ys, xs = tile_starts(h, tile, self.tile_overlap), tile_starts(w, tile, self.tile_overlap)
         if len(ys) * len(xs) == 1:

