@@ -1,0 +1,418 @@
+"""Training data: patch pairs (I_d, I_c) of a degraded image and its clean truth.
+
+The paper trains one model on several tasks at once; here each task is a map-style
+dataset and `TaskMixture` samples among them by weight. Two sources of pairs:
+
+- `SyntheticPairs`: clean images, cropped and then degraded on the fly with
+  `lupi_core.degrade` (noise is added after cropping, the published convention);
+- `FolderPairs`: real pairs from an input folder and a target folder.
+
+Every dataset's item at any non-negative index is a deterministic function of
+(seed, index), so the trainer can resume exactly and split work across ranks by
+asking for dataset[global_sample_counter]. An item is a dict
+{"degraded": 3xPxP float32 tensor in [0, 1], "clean": same, "task": str}.
+Decoded images are kept in a per-process cache (see `LUPI_IMAGE_CACHE_MB`);
+datasets themselves hold only paths, so they pickle cheaply into DataLoader workers.
+
+A recipe (TOML, see `load_recipe`) names the tasks, folders and weights of a
+training mixture; `train/recipes/` holds the shipped ones.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .degrade import KINDS, degrade
+from .images import IMAGE_SUFFIXES, load_image
+
+# Default task label of each synthetic kind.
+TASK_OF_KIND = {"noise": "denoise", "rain": "derain", "haze": "dehaze", "blur": "deblur", "lowlight": "lowlight", "mix": "mixed"}
+
+# Tags that keep the random streams of items, epoch orders and mixture picks apart.
+_ITEM, _ORDER, _PICK = 0, 1, 2
+
+PAIR_LAYOUTS = (
+    "same file names in both folders (extensions may differ), e.g. input/1.png <-> target/1.jpg; "
+    "SOTS/RESIDE names, input/<scene>_<level>[_<beta>].ext <-> target/<scene>.ext; "
+    "or PromptIR rain names, input/rain-N.png <-> target/norain-N.png"
+)
+
+
+# ---------------------------------------------------------------------------
+# Image cache
+
+
+class _ImageCache:
+    """Decoded images by path, per process, up to a memory budget.
+
+    The budget (default 4096 MB, environment variable LUPI_IMAGE_CACHE_MB) keeps
+    a large folder from exhausting memory: past it, images are decoded on every
+    use. Entries are keyed by modification time and size too, so an edited file is re-read.
+    """
+
+    def __init__(self) -> None:
+        self.images: dict[tuple[str, int, int], np.ndarray] = {}
+        self.bytes = 0
+
+    def get(self, path: str) -> np.ndarray:
+        try:
+            stat = os.stat(path)
+            key = (path, stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            raise ValueError(f"{path}: image file missing; was the data folder moved?") from None
+        image = self.images.get(key)
+        if image is None:
+            image = load_image(path)
+            if self.bytes + image.nbytes <= int(os.environ.get("LUPI_IMAGE_CACHE_MB", "4096")) * 2**20:
+                self.images[key] = image
+                self.bytes += image.nbytes
+        return image
+
+
+_CACHE = _ImageCache()
+
+
+# ---------------------------------------------------------------------------
+# Patches
+
+
+def random_patch_pair(degraded: np.ndarray, clean: np.ndarray, patch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """An aligned random PxP crop of both images, under one of the 8 flip/rot90 combinations.
+
+    Images smaller than the patch are padded by reflection first. The identity
+    is one of the 8 combinations, drawn with the others at probability 1/8.
+    """
+    if degraded.shape != clean.shape:
+        raise ValueError(f"degraded and clean images differ in shape ({degraded.shape} vs {clean.shape}); a pair must be aligned")
+    degraded_patch, clean_patch = _crop_and_flip([degraded, clean], patch_size, rng)
+    return degraded_patch, clean_patch
+
+
+def _crop_and_flip(images: list[np.ndarray], patch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """The same random crop and flip/rot90 applied to every image of the list."""
+    h, w = images[0].shape[:2]
+    pad_h, pad_w = max(0, patch_size - h), max(0, patch_size - w)
+    if pad_h or pad_w:
+        images = [np.pad(im, ((0, pad_h), (0, pad_w), (0, 0)), mode="reflect") for im in images]
+        h, w = h + pad_h, w + pad_w
+    top = int(rng.integers(0, h - patch_size + 1))
+    left = int(rng.integers(0, w - patch_size + 1))
+    transform = int(rng.integers(0, 8))
+    out = []
+    for im in images:
+        patch = np.rot90(im[top : top + patch_size, left : left + patch_size], k=transform % 4)
+        out.append(np.ascontiguousarray(patch[:, ::-1] if transform >= 4 else patch))
+    return out
+
+
+def _to_tensor(patch: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(patch.transpose(2, 0, 1))).float().div_(255.0)
+
+
+def _item(degraded: np.ndarray, clean: np.ndarray, task: str) -> dict[str, Any]:
+    return {"degraded": _to_tensor(degraded), "clean": _to_tensor(clean), "task": task}
+
+
+def _item_rng(seed: int, index: int) -> np.random.Generator:
+    if not isinstance(index, (int, np.integer)) or index < 0:
+        raise IndexError(f"dataset index must be a non-negative integer, got {index!r}")
+    return np.random.default_rng([seed, _ITEM, int(index)])
+
+
+def _epoch_order(seed: int, index: int, count: int) -> int:
+    """Which of `count` images item `index` uses: a fresh shuffle of all of them every `count` items."""
+    epoch, position = divmod(int(index), count)
+    return int(np.random.default_rng([seed, _ORDER, epoch]).permutation(count)[position])
+
+
+# ---------------------------------------------------------------------------
+# Datasets
+
+
+def _collect_images(folder: str | Path, recursive: bool = False) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: folder not found")
+    candidates = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(
+        p for p in candidates
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
+class SyntheticPairs(Dataset):
+    """Clean images degraded on the fly: crop + flip the clean patch, then `degrade()` it.
+
+    images: a folder (searched recursively) or a list of image paths. The level is
+    drawn uniformly from level_range per item; for kind="noise", sigma_range
+    (0-255 scale, e.g. (0, 55)) draws sigma uniformly instead.
+    """
+
+    def __init__(
+        self,
+        images: str | Path | Sequence[str | Path],
+        kind: str,
+        level_range: tuple[float, float] = (0.0, 1.0),
+        patch_size: int = 128,
+        seed: int = 0,
+        sigma_range: tuple[float, float] | None = None,
+        task: str | None = None,
+    ) -> None:
+        if kind not in KINDS and kind != "mix":
+            raise ValueError(f"unknown degradation kind {kind!r}; use one of {', '.join(KINDS)} or 'mix'")
+        if sigma_range is not None and kind != "noise":
+            raise ValueError(f"sigma_range applies only to kind='noise', not {kind!r}; use level_range")
+        lo, hi = level_range
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise ValueError(f"level_range must satisfy 0 <= low <= high <= 1, got {level_range}")
+        if isinstance(images, (str, Path)):
+            paths = _collect_images(images, recursive=True)
+            if not paths:
+                raise ValueError(f"{images}: no images found ({', '.join(IMAGE_SUFFIXES)})")
+        else:
+            paths = [Path(p) for p in images]
+            if not paths:
+                raise ValueError("SyntheticPairs needs at least one image path")
+        self.paths = [str(p) for p in paths]
+        self.kind = kind
+        self.level_range = (float(lo), float(hi))
+        self.sigma_range = None if sigma_range is None else (float(sigma_range[0]), float(sigma_range[1]))
+        self.patch_size = int(patch_size)
+        self.seed = int(seed)
+        self.task = task or TASK_OF_KIND[kind]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        rng = _item_rng(self.seed, index)
+        clean = _CACHE.get(self.paths[_epoch_order(self.seed, index, len(self.paths))])
+        (patch,) = _crop_and_flip([clean], self.patch_size, rng)
+        if self.sigma_range is not None:
+            degraded = degrade(patch, "noise", seed=rng, sigma=rng.uniform(*self.sigma_range))
+        else:
+            degraded = degrade(patch, self.kind, level=rng.uniform(*self.level_range), seed=rng)
+        return _item(degraded, patch, self.task)
+
+
+def pair_folders(input_dir: str | Path, target_dir: str | Path) -> list[tuple[Path, Path]]:
+    """Match each input image with its target; see PAIR_LAYOUTS for the namings understood.
+
+    Inputs are searched recursively (RESIDE keeps hazy images in part1/..part4/),
+    targets directly in target_dir. Every input must find a target.
+    """
+    input_dir, target_dir = Path(input_dir), Path(target_dir)
+    for folder, role in ((input_dir, "input"), (target_dir, "target")):
+        if not folder.is_dir():
+            raise ValueError(f"{role} folder {folder} not found; expected paired folders with {PAIR_LAYOUTS}")
+    targets: dict[str, Path] = {}
+    for path in _collect_images(target_dir):
+        if path.stem in targets:
+            raise ValueError(f"{target_dir}: two targets named {path.stem!r} ({targets[path.stem].name}, {path.name}); keep one")
+        targets[path.stem] = path
+    inputs = _collect_images(input_dir, recursive=True)
+    pairs, unmatched = [], []
+    for path in inputs:
+        stem = path.stem
+        # Candidates in order: same name, PromptIR rain-N -> norain-N, RESIDE <scene>_<level>... -> <scene>.
+        candidates = [stem, "no" + stem if stem.startswith("rain-") else None, stem.split("_")[0] if "_" in stem else None]
+        match = next((targets[c] for c in candidates if c is not None and c in targets), None)
+        if match is None:
+            unmatched.append(path.name)
+        else:
+            pairs.append((path, match))
+    if not pairs:
+        raise ValueError(f"no input in {input_dir} ({len(inputs)} images) matches a target in {target_dir} ({len(targets)} images); expected {PAIR_LAYOUTS}")
+    if unmatched:
+        raise ValueError(f"{len(unmatched)} inputs in {input_dir} have no target in {target_dir} (e.g. {', '.join(unmatched[:3])}); expected {PAIR_LAYOUTS}")
+    return pairs
+
+
+def load_pair(input_path: str | Path, target_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Both images of a pair (cached), cropped to a common size when they differ by a thin border.
+
+    SOTS clean images as distributed are 640x480 with a 10-px white border around
+    the 620x460 hazy ones; a centre crop aligns them. Larger differences mean the
+    pair is not aligned and raise ValueError.
+    """
+    degraded, clean = _CACHE.get(str(input_path)), _CACHE.get(str(target_path))
+    if degraded.shape == clean.shape:
+        return degraded, clean
+    h, w = min(degraded.shape[0], clean.shape[0]), min(degraded.shape[1], clean.shape[1])
+    if max(degraded.shape[0], clean.shape[0]) - h > h // 16 or max(degraded.shape[1], clean.shape[1]) - w > w // 16:
+        raise ValueError(f"{input_path} is {degraded.shape[1]}x{degraded.shape[0]} but its target {target_path} is {clean.shape[1]}x{clean.shape[0]}; a pair must be the same size")
+    return _centre_crop(degraded, h, w), _centre_crop(clean, h, w)
+
+
+def _centre_crop(image: np.ndarray, h: int, w: int) -> np.ndarray:
+    top, left = (image.shape[0] - h) // 2, (image.shape[1] - w) // 2
+    return image[top : top + h, left : left + w]
+
+
+class FolderPairs(Dataset):
+    """Real pairs from an input folder and a target folder (pairing: `pair_folders`).
+
+    task: the label put on items; default the name of the folder holding input_dir
+    (e.g. "rain12" for train/derain/rain12/input).
+    """
+
+    def __init__(self, input_dir: str | Path, target_dir: str | Path, patch_size: int = 128, seed: int = 0, task: str | None = None) -> None:
+        self.pairs = [(str(a), str(b)) for a, b in pair_folders(input_dir, target_dir)]
+        self.patch_size = int(patch_size)
+        self.seed = int(seed)
+        self.task = task or Path(input_dir).resolve().parent.name
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        rng = _item_rng(self.seed, index)
+        degraded, clean = load_pair(*self.pairs[_epoch_order(self.seed, index, len(self.pairs))])
+        degraded, clean = _crop_and_flip([degraded, clean], self.patch_size, rng)
+        return _item(degraded, clean, self.task)
+
+
+class TaskMixture(Dataset):
+    """Several task datasets sampled by weight.
+
+    Item i: a generator seeded by (seed, i) picks a component with probability
+    proportional to its weight and returns that component's item i (each
+    component is itself deterministic in its index, so the mixture is too).
+    `len()` is a nominal epoch: the components' lengths summed.
+    """
+
+    def __init__(self, components: Sequence[tuple[Dataset, float]], seed: int = 0) -> None:
+        if not components:
+            raise ValueError("TaskMixture needs at least one (dataset, weight) component")
+        weights = np.array([float(w) for _, w in components])
+        if not np.all(np.isfinite(weights)) or np.any(weights <= 0):
+            raise ValueError(f"task weights must be positive numbers, got {weights.tolist()}")
+        self.datasets = [d for d, _ in components]
+        self.weights = weights.tolist()
+        self._cumulative = np.cumsum(weights / weights.sum())
+        self.seed = int(seed)
+
+    def __len__(self) -> int:
+        return sum(len(d) for d in self.datasets)
+
+    def component_of(self, index: int) -> int:
+        """Which component item `index` comes from."""
+        if not isinstance(index, (int, np.integer)) or index < 0:
+            raise IndexError(f"dataset index must be a non-negative integer, got {index!r}")
+        u = np.random.default_rng([self.seed, _PICK, int(index)]).random()
+        return min(int(np.searchsorted(self._cumulative, u, side="right")), len(self.datasets) - 1)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.datasets[self.component_of(index)][index]
+
+
+def noisy_folder(folder: str | Path, sigma_range: tuple[float, float] = (0, 50), patch_size: int = 64, seed: int = 0) -> SyntheticPairs:
+    """Clean images of a folder with Gaussian noise of sigma drawn from sigma_range (0-255 scale)."""
+    return SyntheticPairs(folder, "noise", patch_size=patch_size, seed=seed, sigma_range=sigma_range)
+
+
+# ---------------------------------------------------------------------------
+# PromptIR/AdaIR layout
+
+_PROMPTIR_PAIRS = {"derain": ("Derain", "rainy", "gt"), "dehaze": ("Dehaze", "synthetic", "original"), "deblur": ("Deblur", "blur", "sharp"), "lowlight": ("Enhance", "low", "gt")}
+PROMPTIR_LAYOUT = "data_dir/Train/{Denoise, Derain/{rainy,gt}, Dehaze/{synthetic,original}, Deblur/{blur,sharp}, Enhance/{low,gt}}"
+
+
+def promptir_datasets(data_dir: str | Path, patch_size: int = 128, seed: int = 0, sigma_range: tuple[float, float] = (0, 55)) -> dict[str, Dataset]:
+    """The PromptIR/AdaIR training layout as {task: dataset}, for whichever task folders exist.
+
+    data_dir may be the folder holding Train/ or Train/ itself. Denoise holds clean
+    images (BSD400 + WED) that get Gaussian noise with sigma drawn from sigma_range.
+    """
+    root = Path(data_dir)
+    root = root / "Train" if (root / "Train").is_dir() else root
+    found: dict[str, Dataset] = {}
+    if (root / "Denoise").is_dir():
+        found["denoise"] = SyntheticPairs(root / "Denoise", "noise", patch_size=patch_size, seed=seed, sigma_range=sigma_range)
+    for k, (task, (folder, inputs, targets)) in enumerate(_PROMPTIR_PAIRS.items(), start=1):
+        if (root / folder).is_dir():
+            found[task] = FolderPairs(root / folder / inputs, root / folder / targets, patch_size=patch_size, seed=seed + k, task=task)
+    if not found:
+        raise ValueError(f"{data_dir}: none of the PromptIR task folders found; expected {PROMPTIR_LAYOUT}")
+    return found
+
+
+# ---------------------------------------------------------------------------
+# Recipes
+
+_RECIPE_KEYS = {"patch_size", "description", "task"}
+_TASK_KEYS = {"name", "task", "weight", "kind", "clean", "level_range", "sigma_range", "input", "target"}
+
+
+def load_recipe(recipe: str | Path | Mapping[str, Any], data_root: str | Path, seed: int = 0, patch_size: int | None = None) -> TaskMixture:
+    """A TaskMixture from a TOML recipe (a path or an already-parsed dict).
+
+    Top level: patch_size (default 128; the argument overrides it), description,
+    and one [[task]] table per component with keys
+      name (required), weight (default 1), task (item label, default name), and either
+      kind + clean [+ level_range, sigma_range]   synthetic degradation of clean images, or
+      input + target                              real pairs (see PAIR_LAYOUTS).
+    Folders are relative to data_root unless absolute.
+    """
+    source = str(recipe) if isinstance(recipe, (str, Path)) else "recipe"
+    if isinstance(recipe, (str, Path)):
+        try:
+            with open(recipe, "rb") as f:
+                recipe = tomllib.load(f)
+        except FileNotFoundError:
+            raise ValueError(f"recipe file {source} not found") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ValueError(f"{source}: not valid TOML ({error})") from None
+    unknown = sorted(set(recipe) - _RECIPE_KEYS)
+    if unknown:
+        raise ValueError(f"{source}: unknown key(s) {', '.join(unknown)}; a recipe has {', '.join(sorted(_RECIPE_KEYS))}")
+    tasks = recipe.get("task")
+    if not tasks:
+        raise ValueError(f"{source}: no [[task]] tables; add at least one")
+    patch = int(patch_size if patch_size is not None else recipe.get("patch_size", 128))
+    root = Path(data_root)
+    components = []
+    for k, entry in enumerate(tasks):
+        name = entry.get("name", f"task #{k + 1}")
+        unknown = sorted(set(entry) - _TASK_KEYS)
+        if unknown:
+            raise ValueError(f"{source}, task {name!r}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_TASK_KEYS))}")
+        if "name" not in entry:
+            raise ValueError(f"{source}, {name}: every [[task]] needs a name")
+        component_seed = int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
+        label = entry.get("task", name)
+
+        def folder(key: str) -> Path:
+            path = root / entry[key]
+            if not path.is_dir():
+                raise ValueError(
+                    f"{source}, task {name!r}: folder {path} not found; pass --data DIR pointing at a folder that contains {entry[key]}"
+                )
+            return path
+
+        synthetic, paired = "kind" in entry or "clean" in entry, "input" in entry or "target" in entry
+        if synthetic == paired or (synthetic and not {"kind", "clean"} <= set(entry)) or (paired and not {"input", "target"} <= set(entry)):
+            raise ValueError(f"{source}, task {name!r}: give either kind + clean (synthetic) or input + target (real pairs)")
+        if synthetic:
+            dataset: Dataset = SyntheticPairs(
+                folder("clean"),
+                entry["kind"],
+                level_range=tuple(entry.get("level_range", (0.0, 1.0))),
+                patch_size=patch,
+                seed=component_seed,
+                sigma_range=tuple(entry["sigma_range"]) if "sigma_range" in entry else None,
+                task=label,
+            )
+        else:
+            if "level_range" in entry or "sigma_range" in entry:
+                raise ValueError(f"{source}, task {name!r}: level_range/sigma_range apply to synthetic tasks (kind + clean) only")
+            dataset = FolderPairs(folder("input"), folder("target"), patch_size=patch, seed=component_seed, task=label)
+        components.append((dataset, entry.get("weight", 1.0)))
+    return TaskMixture(components, seed=seed)
