@@ -136,6 +136,28 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", type=Path, help="a training run folder (holds student.safetensors, teacher.safetensors)")
+    parser.add_argument("--out", type=Path, default=Path("assets"), help="where the shipped files go")
+    parser.add_argument("--name", default="lupi-small", help="file prefix: NAME-student / NAME-teacher")
+    parser.add_argument("--half", action=argparse.BooleanOptionalAction, default=True,
+                        help="store fp16 when it changes the restoration by less than --max-change")
+    parser.add_argument("--max-change", type=float, default=0.5 / 255, help="largest allowed output change")
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from .weights import export_weights
+
+    for kind in ("student", "teacher"):
+        source = args.run / f"{kind}.safetensors"
+        if kind == "teacher" and not source.is_file():
+            continue
+        target, change = export_weights(source, args.out / f"{args.name}-{kind}.safetensors", args.half,
+                                        args.max_change)
+        print(f"{kind}: {target} (largest output change from fp32: {change * 255:.3f} / 255)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lupi_core", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -143,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         "restore": (add_restore_arguments, run_restore, "restore files or folders of images to PNGs"),
         "info": (add_info_arguments, run_info, "parameter counts and GMAC of a preset"),
         "train": (add_train_arguments, run_train, "train a model (two-stage LUPI or an ablation mode)"),
+        "export": (add_export_arguments, run_export, "copy a run's weights into assets/, fp16 where lossless"),
     }
     for name, (add_arguments, run, help_text) in local.items():
         sub = commands.add_parser(name, help=help_text, description=help_text)

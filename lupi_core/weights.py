@@ -5,6 +5,7 @@ failure names the file and says what is wrong.
 """
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -90,3 +91,28 @@ def load_model(path: str | Path, kind: str | None = None, preset: str | None = N
 def model_info(path: str | Path) -> dict:
     """The `info` a file was saved with (training steps, data, ...)."""
     return json.loads(read_metadata(path).get("info", "{}"))
+
+
+def export_weights(source: str | Path, target: str | Path, half: bool = True,
+                   max_change: float = 0.5 / 255) -> tuple[Path, float]:
+    """Copy a weights file for shipping, in fp16 when that changes the model's output on
+    a test photograph by at most `max_change` (on the [0, 1] scale), else in fp32.
+    Returns the written path and the measured largest change."""
+    from skimage import data as photographs
+
+    model = load_model(source)
+    info = model_info(source)
+    image = torch.from_numpy(photographs.astronaut()[:256, :256].copy()).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        if isinstance(model, TeacherSystem):
+            reference = model(image, image)[0]
+            restored = lambda m: m(image, image)[0]  # noqa: E731
+        else:
+            reference = model(image)[0]
+            restored = lambda m: m(image)[0]  # noqa: E731
+        rounded = copy.deepcopy(model)
+        rounded.load_state_dict({k: v.half().float() for k, v in model.state_dict().items()})
+        change = float((restored(rounded) - reference).abs().max())
+    save_model(model, target, half=half and change <= max_change, info=info)
+    return Path(target), change
+

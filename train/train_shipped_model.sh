@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Retrain the shipped model (assets/lupi-small-*.safetensors) exactly as it was
+# trained: the lupi-small recipe on the benchmark data, both LUPI stages, on CPU.
+# Usage: train/train_shipped_model.sh DATA_DIR [RUN_DIR]
+# Killed? Run it again: it resumes from RUN_DIR/checkpoints/.
+set -euo pipefail
+data=${1:?usage: $0 DATA_DIR [RUN_DIR]}
+run=${2:-runs/lupi-small}
+python -m lupi_core train \
+  --recipe train/recipes/lupi-small.toml --data "$data" --out "$run" \
+  --preset small --stage1-steps 1500 --stage2-steps 1500 --batch-size 8 \
+  --lr 4e-4 --warmup-steps 100 --student-from-teacher \
+  --checkpoint-every 50 --val-every 250 --val-images 16 --threads 1
+# Ship: half-precision copies of the two weights files into assets/.
+python -m lupi_core export "$run" --out assets --name lupi-small
