@@ -1,0 +1,156 @@
+"""The command line, run as a user runs it: `python -m lupi_core ...` in subprocesses.
+
+Starting Python with torch takes a few seconds, so the module fixture prepares every
+scenario's files and runs all the commands at once; each test then checks one of them.
+"""
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.data
+import torch
+from PIL import Image
+
+from lupi_core.config import ModelConfig
+from lupi_core.models import build_backbone, build_student, build_teacher, count_parameters
+from lupi_core.weights import save_model
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ModelConfig.preset("tiny")
+RESTORE_SIZES = {"a": (37, 53), "b": (64, 48), "c": (5, 3)}  # name: (height, width)
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def _photo(height: int, width: int, seed: int = 0) -> np.ndarray:
+    y, x = seed * 37 % 300, seed * 53 % 300
+    return skimage.data.astronaut()[y:y + height, x:x + width]
+
+
+def _run_all(commands: dict[str, list], timeout: float = 240) -> dict[str, Result]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    processes = {name: subprocess.Popen([sys.executable, "-m", "lupi_core", *map(str, args)], cwd=ROOT, env=env,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for name, args in commands.items()}
+    deadline, results = time.monotonic() + timeout, {}
+    try:
+        for name, process in processes.items():
+            stdout, stderr = process.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            results[name] = Result(process.returncode, stdout, stderr)
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    return results
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory):
+    base = tmp_path_factory.mktemp("cli")
+    torch.manual_seed(0)
+    checkpoint = save_model(build_student(TINY), base / "tiny-student.safetensors")
+
+    # restore: one file and one folder (with a text file that is not an image, so not listed).
+    files = base / "files"
+    folder = files / "in"
+    folder.mkdir(parents=True)
+    for i, (name, (h, w)) in enumerate(RESTORE_SIZES.items()):
+        Image.fromarray(_photo(h, w, i)).save(folder / f"{name}.png")
+    (folder / "notes.txt").write_text("not an image, and not listed as one")
+    Image.fromarray(_photo(21, 30, 5)).save(files / "single.jpg", quality=95)
+
+    # restore with a truncated checkpoint.
+    corrupt = base / "corrupt"
+    corrupt.mkdir()
+    bad_weights = corrupt / "broken-weights.safetensors"
+    bad_weights.write_bytes(checkpoint.read_bytes()[:1000])
+    Image.fromarray(_photo(16, 16)).save(corrupt / "x.png")
+
+    # restore a folder with a damaged image, plus a text file named explicitly.
+    mixed = base / "mixed"
+    (mixed / "in").mkdir(parents=True)
+    Image.fromarray(_photo(24, 40, 3)).save(mixed / "in" / "good.png")
+    (mixed / "in" / "damaged.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(200))  # looks like a PNG, is not
+    (mixed / "readme.txt").write_text("hello")
+
+    results = _run_all({
+        "info": ["info", "--preset", "tiny", "--size", "64"],
+        "restore": ["restore", files / "single.jpg", folder, "--out", files / "out", "--checkpoint", checkpoint],
+        "corrupt": ["restore", corrupt / "x.png", "--out", corrupt / "out", "--checkpoint", bad_weights],
+        "mixed": ["restore", mixed / "in", mixed / "readme.txt", "--out", mixed / "out", "--checkpoint", checkpoint],
+    })
+    return base, results
+
+
+def test_info_prints_the_four_parameter_counts(cli):
+    result = cli[1]["info"]
+    assert result.returncode == 0, result.stderr
+    student, teacher = build_student(TINY), build_teacher(TINY)
+    expected = {
+        "backbone R (Restormer)": count_parameters(build_backbone(TINY)),
+        "estimator D_T": count_parameters(teacher.estimator),
+        "predictor D_S": count_parameters(student.predictor),
+        "student D_S + R_S (deployed)": count_parameters(student),
+    }
+    rows = {}
+    for line in result.stdout.splitlines():
+        for name in expected:
+            if line.startswith(name):
+                params, gmac = line[len(name):].split()
+                rows[name] = (int(params.replace(",", "")), float(gmac))
+    assert rows.keys() == expected.keys(), result.stdout
+    for name, count in expected.items():
+        assert rows[name][0] == count, name
+    assert rows["student D_S + R_S (deployed)"][0] == (rows["backbone R (Restormer)"][0] + rows["predictor D_S"][0]
+                                                       + count_parameters(student.restorer.dbs))
+    assert rows["student D_S + R_S (deployed)"][1] > rows["backbone R (Restormer)"][1] > 0  # D_S and DBs cost
+    assert "1x3x64x64" in result.stdout
+
+
+def test_restore_a_file_and_a_folder(cli):
+    base, results = cli
+    result, out = results["restore"], base / "files" / "out"
+    assert result.returncode == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png", "c.png", "single.png"]
+    for name, (h, w) in {**RESTORE_SIZES, "single": (21, 30)}.items():
+        with Image.open(out / f"{name}.png") as image:
+            assert image.format == "PNG" and image.mode == "RGB" and image.size == (w, h)
+    assert "wrote 4 image(s)" in result.stdout
+
+
+def test_restore_with_a_corrupt_checkpoint_names_the_file(cli):
+    base, results = cli
+    result = results["corrupt"]
+    assert result.returncode != 0
+    assert "broken-weights.safetensors" in result.stderr
+    assert "Traceback" not in result.stderr  # a message, not a crash
+    assert not (base / "corrupt" / "out" / "x.png").exists()
+
+
+def test_restore_skips_non_images_and_restores_the_rest(cli):
+    base, results = cli
+    result, out = results["mixed"], base / "mixed" / "out"
+    assert result.returncode == 1, result.output  # some inputs failed, but the run finished
+    assert "Traceback" not in result.output
+    skipped = [line for line in result.output.splitlines() if "skipped" in line]
+    assert len(skipped) == 2, result.output
+    assert any("damaged.png" in line for line in skipped) and any("readme.txt" in line for line in skipped)
+    assert sorted(p.name for p in out.iterdir()) == ["good.png"]
+    with Image.open(out / "good.png") as image:
+        assert image.size == (40, 24)
+    assert "wrote 1 image(s)" in result.output

@@ -1,0 +1,247 @@
+"""The networks of the paper: sizes, cost, shapes, the Degradation-aware Block,
+the estimator designs and the configuration that describes them all."""
+import dataclasses
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lupi_core.blocks import MDTA
+from lupi_core.complexity import gmac
+from lupi_core.config import DB_SITES, PRESETS, ModelConfig
+from lupi_core.models import build_backbone, build_student, build_teacher, count_parameters
+from lupi_core.prior import DegradationAwareBlock, DegradationPredictor, PrivilegedEstimator
+from lupi_core.restorer import Restorer
+
+TINY = ModelConfig.preset("tiny")
+
+
+# -- size and cost --------------------------------------------------------------------------
+def test_paper_backbone_is_restormer_parameter_for_parameter():
+    # Restormer's published count (the official implementation's 26,126,644).
+    assert count_parameters(build_backbone(ModelConfig.preset("paper"))) == 26_126_644
+
+
+def test_paper_backbone_gmac_matches_restormer():
+    # On the meta device nothing is computed, only shapes: the count takes ~2 s, not ~10 s.
+    with torch.device("meta"):
+        backbone = build_backbone(ModelConfig.preset("paper")).eval()
+        image = torch.empty(1, 3, 256, 256)
+    assert gmac(backbone, image) == pytest.approx(154.88, abs=0.01)
+
+
+def _independent_backbone_macs(model: Restorer, image: torch.Tensor) -> float:
+    """Multiply-accumulates of convolutions plus MDTA's two matmuls, counted by hooks."""
+    total = 0
+
+    def conv_hook(module: nn.Conv2d, _inputs, output):
+        nonlocal total
+        k_h, k_w = module.kernel_size
+        total += output.numel() * (module.in_channels // module.groups) * k_h * k_w
+
+    def attention_hook(module: MDTA, inputs, _output):
+        nonlocal total
+        b, c, h, w = inputs[0].shape
+        per_head = c // module.heads
+        total += 2 * b * module.heads * per_head * per_head * h * w  # q @ k^T and attn @ v
+
+    handles = [m.register_forward_hook(conv_hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    handles += [m.register_forward_hook(attention_hook) for m in model.modules() if isinstance(m, MDTA)]
+    with torch.no_grad():
+        model(image)
+    for handle in handles:
+        handle.remove()
+    return total / 1e9
+
+
+def test_gmac_agrees_with_an_independent_count_on_tiny():
+    backbone = build_backbone(TINY).eval()
+    image = torch.rand(1, 3, 64, 48)
+    counted = gmac(backbone, image)
+    assert counted > 0
+    assert counted == pytest.approx(_independent_backbone_macs(backbone, image), rel=1e-9)
+    # Doubling the area doubles the cost of a fully convolutional / channel-attention network.
+    assert gmac(backbone, torch.rand(1, 3, 128, 48)) == pytest.approx(2 * counted, rel=1e-9)
+
+
+# -- shapes ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("height,width", [(24, 40), (56, 8), (8, 72)])
+def test_student_and_teacher_shapes_on_tiny(height, width):
+    torch.manual_seed(0)
+    degraded, clean = torch.rand(2, 3, height, width), torch.rand(2, 3, height, width)
+    student, teacher = build_student(TINY).eval(), build_teacher(TINY).eval()
+    with torch.no_grad():
+        restored, prior = student(degraded)
+        assert restored.shape == (2, 3, height, width)
+        assert prior.shape == (2, TINY.prior_dim)
+        restored_t, prior_t = teacher(degraded, clean)
+        assert restored_t.shape == (2, 3, height, width)
+        assert prior_t.shape == (2, TINY.prior_dim)
+        assert torch.isfinite(restored).all() and torch.isfinite(restored_t).all()
+
+
+def test_backbone_student_has_no_prior():
+    student = build_student(TINY, with_predictor=False).eval()
+    assert not student.has_predictor and len(student.restorer.dbs) == 0
+    restored, prior = student(torch.rand(1, 3, 16, 16))
+    assert prior is None and restored.shape == (1, 3, 16, 16)
+    with pytest.raises(RuntimeError, match="no degradation predictor"):
+        student.prior(torch.rand(1, 3, 16, 16))
+    # The backbone-student's restorer has exactly the backbone's parameters.
+    assert count_parameters(student) == count_parameters(build_backbone(TINY))
+
+
+def test_db_sites_place_blocks():
+    cfg = TINY.replace(db_sites=DB_SITES)
+    restorer = Restorer(cfg)
+    assert set(restorer.dbs) == set(DB_SITES)
+    with torch.no_grad():
+        assert restorer(torch.rand(1, 3, 16, 16), torch.randn(1, 512)).shape == (1, 3, 16, 16)
+    assert set(Restorer(TINY).dbs) == {"latent", "decoder3", "decoder2"}
+
+
+# -- the Degradation-aware Block ---------------------------------------------------------------
+def test_db_is_identity_at_init():
+    torch.manual_seed(0)
+    block = DegradationAwareBlock(channels=16, prior_dim=512, hidden=32)
+    features, prior = torch.randn(2, 16, 8, 8), torch.randn(2, 512)
+    assert torch.equal(block(features, prior), features)
+
+
+def test_restorer_with_fresh_dbs_ignores_the_prior():
+    torch.manual_seed(0)
+    restorer = Restorer(TINY).eval()
+    image = torch.rand(1, 3, 16, 24)
+    with torch.no_grad():
+        assert torch.equal(restorer(image, torch.randn(1, 512)), restorer(image, torch.randn(1, 512)))
+
+
+def test_db_implements_equation_2():
+    torch.manual_seed(0)
+    block = DegradationAwareBlock(channels=16, prior_dim=512, hidden=32)
+    for param in block.parameters():
+        nn.init.normal_(param, std=0.1)
+    features, prior = torch.randn(2, 16, 8, 8), torch.randn(2, 512)
+    with torch.no_grad():
+        out = block(features, prior)
+        # Eq. 1: [gamma, beta] = MLP(d), gamma parameterised as 1 + delta.
+        gamma_beta = block.mlp(prior)
+        gamma, beta = 1 + gamma_beta[:, :16, None, None], gamma_beta[:, 16:, None, None]
+        # Eq. 2: F' = F + Conv3x3(GELU(gamma * F + beta)).
+        expected = features + F.conv2d(F.gelu(gamma * features + beta), block.conv.weight, block.conv.bias,
+                                       padding=1)
+    assert not torch.allclose(out, features)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+    # Different priors modulate differently, once the block is trained.
+    with torch.no_grad():
+        assert not torch.allclose(block(features, prior), block(features, torch.randn(2, 512)))
+
+
+def test_restorer_without_prior_raises_clear_error():
+    with pytest.raises(ValueError, match="needs a prior"):
+        Restorer(TINY)(torch.rand(1, 3, 16, 16))
+    # The plain backbone needs none.
+    assert build_backbone(TINY)(torch.rand(1, 3, 16, 16)).shape == (1, 3, 16, 16)
+
+
+# -- the estimators -------------------------------------------------------------------------
+@pytest.mark.parametrize("design", ["siamese", "concat", "add"])
+def test_estimator_designs_give_512d_priors(design):
+    torch.manual_seed(0)
+    estimator = PrivilegedEstimator(TINY.replace(estimator_design=design)).eval()
+    degraded, clean = torch.rand(3, 3, 32, 32), torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        prior = estimator(degraded, clean)
+        assert prior.shape == (3, 512)
+        # The clean image matters: D_T sees the privileged information.
+        assert not torch.allclose(prior, estimator(degraded, torch.rand(3, 3, 32, 32)))
+
+
+def test_estimator_designs_use_clean_differently():
+    torch.manual_seed(0)
+    siamese = PrivilegedEstimator(TINY.replace(estimator_design="siamese"))
+    concat = PrivilegedEstimator(TINY.replace(estimator_design="concat"))
+    add = PrivilegedEstimator(TINY.replace(estimator_design="add"))
+    # Siamese: one shared 3-channel encoder run twice, fused from 2x width.
+    assert siamese.encoder[0].in_channels == 3
+    assert siamese.fusion[0].in_channels == 2 * TINY.estimator_channels[-1]
+    # Concat: one 6-channel encoder over [I_d, I_c].
+    assert concat.encoder[0].in_channels == 6
+    assert concat.fusion[0].in_channels == TINY.estimator_channels[-1]
+    # Add: one 3-channel encoder over I_d + I_c, so swapping the images changes nothing ...
+    assert add.encoder[0].in_channels == 3 and add.fusion[0].in_channels == TINY.estimator_channels[-1]
+    a, b = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(add(a, b), add(b, a))
+        # ... while siamese and concat tell degraded from clean.
+        assert not torch.allclose(siamese(a, b), siamese(b, a))
+        assert not torch.allclose(concat(a, b), concat(b, a))
+        # Siamese's encoder literally sees the clean image alone: its features feed the fusion.
+        seen = []
+        handle = siamese.encoder.register_forward_hook(lambda _m, inputs, _o: seen.append(inputs[0]))
+        siamese(a, b)
+        handle.remove()
+        assert len(seen) == 2 and torch.equal(seen[1], b)
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_student_predictor_is_512d_in_every_preset(preset):
+    cfg = ModelConfig.preset(preset)
+    assert cfg.prior_dim == 512
+    predictor = DegradationPredictor(cfg)
+    assert predictor.head[-1].out_features == 512
+    assert PrivilegedEstimator(cfg).head[-1].out_features == 512
+    if preset == "tiny":
+        with torch.no_grad():
+            assert predictor(torch.rand(2, 3, 24, 16)).shape == (2, 512)
+
+
+def test_estimator_downsamples_by_8():
+    enc = DegradationPredictor(TINY).encoder
+    assert enc(torch.rand(1, 3, 64, 40)).shape == (1, TINY.estimator_channels[-1], 8, 5)
+
+
+# -- configuration --------------------------------------------------------------------------
+def test_presets():
+    assert ModelConfig.preset("paper") == ModelConfig()
+    assert ModelConfig.preset("tiny").dim == 8
+    assert ModelConfig.preset("small").dim == 24
+    assert ModelConfig.preset("tiny", estimator_design="add").estimator_design == "add"
+    assert ModelConfig.preset("tiny").preset_name() == "tiny"
+    assert ModelConfig.preset("tiny", dim=16).preset_name() is None
+    with pytest.raises(ValueError, match="unknown preset"):
+        ModelConfig.preset("huge")
+
+
+@pytest.mark.parametrize("cfg", [ModelConfig(), TINY, TINY.replace(db_sites=("decoder1",), estimator_design="concat")])
+def test_json_round_trip(cfg):
+    text = cfg.to_json()
+    assert isinstance(json.loads(text), dict)
+    again = ModelConfig.from_json(text)
+    assert again == cfg
+    assert isinstance(again.num_blocks, tuple) and isinstance(again.db_sites, tuple)
+
+
+def test_from_json_rejects_unknown_fields():
+    raw = json.loads(TINY.to_json())
+    raw["colour"] = "blue"
+    with pytest.raises(ValueError, match="colour"):
+        ModelConfig.from_json(json.dumps(raw))
+
+
+def test_config_is_immutable():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        TINY.dim = 16  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"heads": (1, 2, 5, 8)}, "heads"),
+    ({"db_sites": ("latent", "encoder9")}, "encoder9"),
+    ({"estimator_design": "triplet"}, "triplet"),
+    ({"layernorm_type": "GroupNorm"}, "layernorm_type"),
+])
+def test_invalid_configs_raise(changes, message):
+    with pytest.raises(ValueError, match=message):
+        ModelConfig.preset("paper", **changes)

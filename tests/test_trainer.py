@@ -1,0 +1,369 @@
+"""Training: the schedule, the data sharding, the two stages of section 3.3 and the
+ablation modes, exact resumption after SIGKILL, and DistributedDataParallel."""
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.data
+import torch
+import torch.multiprocessing as mp
+from PIL import Image
+from torch.utils.data import Dataset
+
+from lupi_core import trainer as trainer_module
+from lupi_core.config import ModelConfig
+from lupi_core.models import build_student
+from lupi_core.trainer import SampleIndices, TrainConfig, Trainer, learning_rate, validation_patches
+from lupi_core.weights import load_model, model_info
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ModelConfig.preset("tiny")
+
+
+# -- a small denoising dataset of the shape lupi_core.data produces ----------------------------
+class NoisyPhotos(Dataset):
+    """Item i: a patch of a photograph plus Gaussian noise (sigma 0-50), a pure function of i."""
+
+    photos = [skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea()]
+
+    def __init__(self, patch_size: int = 32, record: list | None = None):
+        self.patch_size, self.record = patch_size, record
+
+    def __len__(self) -> int:
+        return 10**9
+
+    def __getitem__(self, index: int) -> dict:
+        if self.record is not None:
+            self.record.append(int(index))
+        rng = np.random.default_rng(index)
+        photo = self.photos[rng.integers(len(self.photos))]
+        y = rng.integers(photo.shape[0] - self.patch_size)
+        x = rng.integers(photo.shape[1] - self.patch_size)
+        clean = photo[y:y + self.patch_size, x:x + self.patch_size].astype(np.float32) / 255.0
+        sigma = rng.uniform(0, 50) / 255.0
+        degraded = np.clip(clean + rng.normal(0, sigma, clean.shape), 0, 1).astype(np.float32)
+        to_chw = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))  # noqa: E731
+        return {"degraded": to_chw(degraded), "clean": to_chw(clean), "task": "denoise"}
+
+
+def _config(out_dir, **overrides) -> TrainConfig:
+    values = dict(out_dir=out_dir, preset="tiny", stage1_steps=3, stage2_steps=3, batch_size=2, lr=1e-3,
+                  warmup_steps=2, checkpoint_every=1000, log_every=1, device="cpu", progress=False)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def _log(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _assert_same_tensors(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    differing = [key for key in a if not torch.equal(a[key], b[key])]
+    assert not differing, f"{len(differing)} of {len(a)} tensors differ, e.g. {differing[:3]}"
+
+
+# -- schedule and sharding ------------------------------------------------------------------------
+def test_learning_rate_warmup_then_cosine_to_zero():
+    total, peak, warmup = 100, 2e-4, 10
+    lrs = [learning_rate(s, total, peak, warmup) for s in range(total + 1)]
+    assert lrs[0] == pytest.approx(peak / warmup)
+    assert all(a < b for a, b in zip(lrs[:warmup], lrs[1:warmup]))  # rising during warm-up
+    assert max(lrs) == pytest.approx(peak)
+    assert lrs[warmup] == pytest.approx(peak)  # the peak right after warm-up
+    assert all(a >= b for a, b in zip(lrs[warmup:], lrs[warmup + 1:]))  # then only decaying
+    assert lrs[total] == pytest.approx(0.0, abs=1e-12)  # zero at the end
+    assert lrs[warmup + (total - warmup) // 2] == pytest.approx(peak / 2)  # cosine: half-way is half
+    assert learning_rate(total + 50, total, peak, warmup) == pytest.approx(0.0, abs=1e-12)
+    assert learning_rate(0, 10, 1.0, 0) == pytest.approx(1.0)  # no warm-up: starts at the peak
+
+
+def test_sample_indices_are_disjoint_across_ranks_and_steps():
+    batch, world, steps = 3, 4, 5
+    seen = {}
+    for rank in range(world):
+        it = iter(SampleIndices(0, batch, rank, world, offset=1000))
+        seen[rank] = [[next(it) for _ in range(batch)] for _ in range(steps)]
+    flat = [i for rank in seen.values() for step in rank for i in step]
+    assert len(flat) == len(set(flat)) == batch * world * steps
+    assert sorted(flat) == list(range(1000, 1000 + batch * world * steps))  # nothing skipped either
+    # Starting at step 2 continues exactly where step 2 of a fresh run would be.
+    resumed = iter(SampleIndices(2, batch, 1, world, offset=1000))
+    assert [next(resumed) for _ in range(batch * 3)] == [i for step in seen[1][2:] for i in step]
+
+
+def test_validation_patches_come_from_outside_the_training_draws():
+    record = []
+    pairs = validation_patches(NoisyPhotos(16, record), 2)
+    assert len(pairs) == 2 and len(record) == 2 and min(record) >= 10**13
+    degraded, clean = pairs[0]
+    assert degraded.dtype == clean.dtype == np.uint8 and degraded.shape == clean.shape == (16, 16, 3)
+
+
+def test_train_config_validation(tmp_path):
+    with pytest.raises(ValueError, match="mode"):
+        _config(tmp_path, mode="distill")
+    cfg = _config(tmp_path, align={"form": "l1", "temperature": 1.0, "weight": 0.5})
+    assert cfg.align.form == "l1" and cfg.model_config() == TINY
+    assert json.loads(cfg.to_json())["out_dir"] == str(tmp_path)
+
+
+# -- the two-stage LUPI run -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def lupi_run(tmp_path_factory):
+    """Stage 1 and Stage 2 of the tiny preset, watching the teacher file, the frozen D_T and the
+    optimizers as they go."""
+    out = tmp_path_factory.mktemp("lupi")
+    cfg = _config(out, stage1_steps=30, stage2_steps=30, batch_size=4, warmup_steps=3, checkpoint_every=10)
+    seen = {"optimizers": [], "teachers": [], "teacher_digest": {}}
+
+    class RecordingAdamW(torch.optim.AdamW):
+        def __init__(self, params, *args, **kwargs):
+            params = list(params)
+            seen["optimizers"].append({id(p) for p in params})
+            super().__init__(params, *args, **kwargs)
+
+    original_load, original_run_stage = trainer_module.load_model, Trainer._run_stage
+
+    def recording_load(*args, **kwargs):
+        model = original_load(*args, **kwargs)
+        seen["teachers"].append(model)
+        return model
+
+    def recording_run_stage(self, stage):
+        path = original_run_stage(self, stage)
+        if stage.name == "stage1":
+            seen["teacher_digest"]["after stage 1"] = _digest(path)
+        return path
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.optim, "AdamW", RecordingAdamW)
+        patch.setattr(trainer_module, "load_model", recording_load)
+        patch.setattr(Trainer, "_run_stage", recording_run_stage)
+        outputs = Trainer(cfg, NoisyPhotos(32)).run()
+    seen["teacher_digest"]["at the end"] = _digest(outputs["teacher"])
+    return out, outputs, seen
+
+
+def test_lupi_run_writes_both_models(lupi_run):
+    out, outputs, _ = lupi_run
+    assert outputs == {"teacher": out / "teacher.safetensors", "student": out / "student.safetensors"}
+    teacher, student = load_model(outputs["teacher"], kind="teacher"), load_model(outputs["student"], kind="student")
+    assert teacher.cfg == student.cfg == TINY and student.has_predictor
+    assert model_info(outputs["student"])["steps"] == 30 and model_info(outputs["student"])["mode"] == "lupi"
+    assert json.loads((out / "train_config.json").read_text())["stage1_steps"] == 30
+
+
+def test_stage1_l1_falls(lupi_run):
+    out, _, _ = lupi_run
+    log = _log(out / "stage1_log.jsonl")
+    assert [r["step"] for r in log] == list(range(1, 31))
+    l1 = [r["l1"] for r in log]
+    assert np.mean(l1[-5:]) < 0.85 * np.mean(l1[:5]), l1
+    # The step-s update used learning_rate(s - 1): the peak right after warm-up, near zero at the end.
+    assert [r["lr"] for r in log] == pytest.approx([learning_rate(s, 30, 1e-3, 3) for s in range(30)])
+    assert max(r["lr"] for r in log) == pytest.approx(1e-3) == log[3]["lr"]
+    assert log[-1]["lr"] < 0.01 * 1e-3
+
+
+def test_stage2_alignment_falls(lupi_run):
+    out, _, _ = lupi_run
+    log = _log(out / "stage2_log.jsonl")
+    assert len(log) == 30 and all({"l1", "align", "loss"} <= set(r) for r in log)
+    align = [r["align"] for r in log]
+    assert np.mean(align[-5:]) < 0.7 * np.mean(align[:5]), align
+    for r in log:  # eq. 4 with lambda_align = 1
+        assert r["loss"] == pytest.approx(r["l1"] + r["align"], abs=2e-5)
+
+
+def test_teacher_estimator_is_frozen_in_stage2(lupi_run):
+    out, outputs, seen = lupi_run
+    digests = seen["teacher_digest"]
+    assert digests["after stage 1"] == digests["at the end"]  # teacher.safetensors untouched
+    assert len(seen["teachers"]) == 1
+    estimator = seen["teachers"][0].estimator  # the very D_T stage 2 used
+    assert not any(p.requires_grad for p in estimator.parameters())
+    stage1_params, stage2_params = seen["optimizers"]
+    assert not ({id(p) for p in estimator.parameters()} & stage2_params)  # not optimised
+    assert len(stage2_params) == len(list(build_student(TINY).parameters()))  # the whole student is
+    # After 30 steps of stage 2 its weights are still the ones stage 1 saved.
+    _assert_same_tensors(estimator.state_dict(), load_model(outputs["teacher"]).estimator.state_dict())
+
+
+def test_stage_checkpoints_hold_the_final_step(lupi_run):
+    out, _, _ = lupi_run
+    for stage, steps in (("stage1", 30), ("stage2", 30)):
+        state = torch.load(out / "checkpoints" / f"{stage}.pt", weights_only=True)
+        assert state["step"] == steps
+
+
+def test_a_finished_run_is_not_retrained(lupi_run):
+    out, outputs, _ = lupi_run
+    before = {name: _digest(path) for name, path in outputs.items()}
+    again = Trainer(_config(out, stage1_steps=30, stage2_steps=30, batch_size=4, warmup_steps=3,
+                            checkpoint_every=10), NoisyPhotos(32))
+    assert {k: _digest(v) for k, v in again.run().items()} == before
+
+
+def test_student_from_teacher_copies_r_t(lupi_run, tmp_path):
+    out, outputs, _ = lupi_run
+    (tmp_path / "teacher.safetensors").write_bytes(outputs["teacher"].read_bytes())
+    teacher_restorer = load_model(outputs["teacher"]).restorer.state_dict()
+    copied = Trainer(_config(tmp_path, student_from_teacher=True), NoisyPhotos(32))._stage2()
+    _assert_same_tensors(copied.model.restorer.state_dict(), teacher_restorer)
+    fresh = Trainer(_config(tmp_path, student_from_teacher=False), NoisyPhotos(32))._stage2()
+    differing = [k for k, v in fresh.model.restorer.state_dict().items() if not torch.equal(v, teacher_restorer[k])]
+    assert differing  # without the flag R_S starts afresh
+
+
+# -- the ablation modes ------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode,has_predictor", [("no-privileged", True), ("no-predictor", False)])
+def test_ablation_modes_write_a_student(tmp_path, mode, has_predictor):
+    outputs = Trainer(_config(tmp_path, mode=mode), NoisyPhotos(32)).run()
+    assert set(outputs) == {"student"}
+    assert not (tmp_path / "teacher.safetensors").exists() and not (tmp_path / "stage1_log.jsonl").exists()
+    student = load_model(tmp_path / "student.safetensors", kind="student")
+    assert student.has_predictor is has_predictor
+    assert bool(student.restorer.dbs) is has_predictor
+    log = _log(tmp_path / "stage2_log.jsonl")
+    assert len(log) == 3 and all("align" not in r for r in log)  # L1 only: no teacher to align to
+    assert model_info(tmp_path / "student.safetensors")["mode"] == mode
+
+
+def test_validation_psnr_is_logged(tmp_path):
+    dataset = NoisyPhotos(16)
+    Trainer(_config(tmp_path, mode="no-predictor", stage2_steps=2, val_every=2), dataset,
+            validation_patches(dataset, 2)).run()
+    log = _log(tmp_path / "stage2_log.jsonl")
+    assert "val_psnr" not in log[0] and 5 < log[-1]["val_psnr"] < 60
+
+
+# -- exact resumption after SIGKILL, through the command line -------------------------------------
+def _clean_folder(folder: Path) -> Path:
+    folder.mkdir()
+    for name in ("astronaut", "coffee", "chelsea"):
+        Image.fromarray(getattr(skimage.data, name)()[:96, :128]).save(folder / f"{name}.png")
+    return folder
+
+
+def _train_command(clean: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "lupi_core", "train", "--preset", "tiny", "--clean-folder", str(clean),
+            "--out", str(out), "--mode", "lupi", "--stage1-steps", "12", "--stage2-steps", "4",
+            "--batch-size", "2", "--patch-size", "32", "--lr", "1e-3", "--warmup-steps", "2",
+            "--checkpoint-every", "2", "--val-images", "0", "--threads", "1", "--no-progress",
+            "--device", "cpu", "--seed", "3"]
+
+
+def _env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+
+def test_resume_after_sigkill_is_exact(tmp_path):
+    clean = _clean_folder(tmp_path / "clean")
+    killed_out, reference_out = tmp_path / "killed", tmp_path / "reference"
+    command = _train_command(clean, killed_out)
+    # The uninterrupted reference runs alongside the run we kill.
+    reference = subprocess.Popen(_train_command(clean, reference_out), cwd=ROOT, env=_env(),
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    victim = subprocess.Popen(command, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True)
+    checkpoint = killed_out / "checkpoints" / "stage1.pt"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists():
+        if victim.poll() is not None:
+            pytest.fail(f"training exited before its first checkpoint: {victim.stderr.read()[-2000:]}")
+        assert time.monotonic() < deadline, "no checkpoint within 120 s"
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    victim.stderr.close()
+    assert victim.returncode == -signal.SIGKILL
+    step = torch.load(checkpoint, weights_only=True)["step"]
+    assert 0 < step < 12, step
+    assert not (killed_out / "teacher.safetensors").exists()
+
+    resumed = subprocess.run(command, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"[stage1] resuming from {checkpoint} at step {step}" in resumed.stdout
+    reference_output, _ = reference.communicate(timeout=300)
+    assert reference.returncode == 0, reference_output[-3000:]
+    assert "resuming" not in reference_output
+
+    for name in ("teacher.safetensors", "student.safetensors"):
+        a, b = load_model(killed_out / name), load_model(reference_out / name)
+        _assert_same_tensors(a.state_dict(), b.state_dict())
+    assert not torch.equal(load_model(reference_out / "student.safetensors").restorer.output.weight,
+                           build_student(TINY).restorer.output.weight)
+
+
+# -- DistributedDataParallel on two CPU processes ---------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+    torch.set_num_threads(1)
+    record: list[int] = []
+    cfg = _config(Path(out), mode="no-privileged", stage2_steps=3, batch_size=2, checkpoint_every=2)
+    trainer = Trainer(cfg, NoisyPhotos(16, record))
+    assert trainer.dist.rank == rank and trainer.dist.world == world
+    trainer.run()
+    # The loader prefetches nothing (no workers), so `record` holds exactly the samples trained on.
+    torch.save({"indices": record}, Path(out) / f"rank{rank}_indices.pt")
+    torch.distributed.destroy_process_group()
+
+
+def test_ddp_two_cpu_processes(tmp_path, monkeypatch):
+    # Each rank saves its own final parameters at the end of the stage (see _ddp_worker_saving).
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    # fork, not spawn: the children inherit the imports (torch, this module), saving ~5 s each.
+    context = mp.start_processes(_ddp_worker_saving, args=(2, _free_port(), str(tmp_path)), nprocs=2,
+                                 join=False, start_method="fork")
+    deadline = time.monotonic() + 180
+    while not context.join(timeout=1):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("the two DDP processes did not finish within 180 s")
+    states = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    _assert_same_tensors(states[0], states[1])  # DDP kept the replicas identical
+    torch.manual_seed(1)  # what stage 2 seeds with (seed + 1) before building the student
+    initial = build_student(TINY).state_dict()
+    changed = [k for k in initial if not torch.equal(initial[k], states[0][k])]
+    assert len(changed) > len(initial) // 2  # training happened
+    _assert_same_tensors(load_model(tmp_path / "student.safetensors").state_dict(), states[0])
+    indices = [torch.load(tmp_path / f"rank{r}_indices.pt", weights_only=True)["indices"] for r in range(2)]
+    assert len(indices[0]) == len(indices[1]) == 3 * 2
+    assert not set(indices[0]) & set(indices[1])  # each rank saw its own samples
+    offset = 10**12
+    assert sorted(indices[0] + indices[1]) == list(range(offset, offset + 12))  # and together, all of them
+    log = _log(tmp_path / "stage2_log.jsonl")
+    assert len(log) == 3  # rank 0 alone logs
+
+
+def _ddp_worker_saving(rank: int, world: int, port: int, out: str) -> None:
+    original = Trainer._run_stage
+
+    def run_stage_and_save(self, stage):
+        path = original(self, stage)
+        torch.save(stage.model.state_dict(), Path(out) / f"rank{self.dist.rank}.pt")
+        return path
+
+    Trainer._run_stage = run_stage_and_save
+    _ddp_worker(rank, world, port, out)
