@@ -1,0 +1,265 @@
+"""The paper's ablations, trained and scored here: Table 3 (the LUPI framework) and
+Table 4 (the design of the privileged estimator D_T).
+
+`python -m lupi_core ablate --preset P --steps N --data DIR [--seeds 0 1]`
+
+Table 3 rows: the plain backbone (no D_T, no D_S: trainer mode `no-predictor`),
+D_S + R_S trained end to end with L1 (no D_T: `no-privileged`) and full LUPI.
+Table 4 rows: LUPI with a `siamese`, `concat` or `add` estimator. The siamese
+LUPI run is the same run in both tables. Every row is trained from the same data
+with the same seeds and then scored with `evaluate_benchmark` (average PSNR/SSIM).
+
+Step budget: LUPI trains N steps in Stage 1 and N in Stage 2. The single-stage
+rows get 2N steps by default (`--budget equal-total`): every row then receives
+the same number of optimizer steps and the same training compute, so LUPI is not
+credited with training longer. `--budget equal-stage2` gives them N steps, the
+length of LUPI's Stage 2 alone (the paper trains each stage 150 epochs and does
+not say how long its variants trained).
+
+Each run lives in OUT/<variant>-seed<k>/ and resumes there (the trainer keeps
+checkpoints); a finished run and its cached score are reused, so an interrupted
+ablation picks up where it stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+VARIANTS = {
+    "lupi-siamese": {"mode": "lupi", "estimator_design": "siamese"},
+    "no-privileged": {"mode": "no-privileged"},
+    "no-predictor": {"mode": "no-predictor"},
+    "lupi-concat": {"mode": "lupi", "estimator_design": "concat"},
+    "lupi-add": {"mode": "lupi", "estimator_design": "add"},
+}
+# (variant, row cells, published (PSNR, SSIM) from the paper, 3-task average)
+TABLE3 = [("no-predictor", ("✗", "✗"), (31.94, 0.907)),
+          ("no-privileged", ("✗", "✓"), (32.07, 0.909)),
+          ("lupi-siamese", ("✓", "✓"), (32.98, 0.921))]
+TABLE4 = [("lupi-add", ("Input Addition",), (32.75, 0.918)),
+          ("lupi-concat", ("Input Concat",), (32.80, 0.920)),
+          ("lupi-siamese", ("Siamese (Ours)",), (32.98, 0.921))]
+TABLES = {"3": ("Table 3: impact of the LUPI framework", ("Estimator (D_T)", "Predictor (D_S)"), TABLE3),
+          "4": ("Table 4: design of the estimator D_T", ("Method",), TABLE4)}
+BUDGETS = ("equal-total", "equal-stage2")
+# Fields of a run's train_config.json that may differ when a run is resumed.
+_RUNTIME_FIELDS = {"out_dir", "device", "num_workers", "progress", "checkpoint_every", "log_every", "val_every"}
+
+
+@dataclass
+class AblationSettings:
+    """What every run of the ablation shares; written into the tables."""
+
+    out: Path
+    preset: str = "small"
+    steps: int = 1000  # per LUPI stage
+    budget: str = "equal-total"
+    batch_size: int = 8
+    lr: float = 2e-4
+    warmup_steps: int = 100
+    seeds: tuple[int, ...] = (0,)
+    tables: tuple[str, ...] = ("3", "4")
+    benchmark: str = "3task"
+    limit: int | None = None
+    data: str = ""  # the evaluation data folder (its test/ tree)
+    training_data: str = ""  # what the runs train on, in words (recipe or clean folder)
+    device: str = "cpu"
+    progress: bool = True
+    command: str = ""
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        if self.budget not in BUDGETS:
+            raise ValueError(f"budget must be one of {BUDGETS}, got {self.budget!r}")
+        unknown = set(self.tables) - set(TABLES)
+        if unknown:
+            raise ValueError(f"unknown table(s) {sorted(unknown)}; choose from 3 and 4")
+
+    def variants(self) -> list[str]:
+        rows = [variant for table in self.tables for variant, _, _ in TABLES[table][2]]
+        return list(dict.fromkeys(rows))
+
+    def single_stage_steps(self) -> int:
+        return 2 * self.steps if self.budget == "equal-total" else self.steps
+
+
+def _train_config(settings: AblationSettings, variant: str, seed: int):
+    from .trainer import TrainConfig
+
+    spec = VARIANTS[variant]
+    stage2 = settings.steps if spec["mode"] == "lupi" else settings.single_stage_steps()
+    return TrainConfig(
+        out_dir=settings.out / f"{variant}-seed{seed}", preset=settings.preset,
+        estimator_design=spec.get("estimator_design", "siamese"), mode=spec["mode"],
+        stage1_steps=settings.steps if spec["mode"] == "lupi" else 0, stage2_steps=stage2,
+        batch_size=settings.batch_size, lr=settings.lr, warmup_steps=settings.warmup_steps, seed=seed,
+        device=settings.device, progress=settings.progress)
+
+
+def _check_same_run(cfg) -> None:
+    """An existing run folder must hold the same run, or resuming would mix two experiments."""
+    saved = cfg.out_dir / "train_config.json"
+    if not saved.is_file():
+        return
+    old, new = json.loads(saved.read_text()), json.loads(cfg.to_json())
+    changed = sorted(k for k in new.keys() - _RUNTIME_FIELDS if old.get(k) != new[k])
+    if changed:
+        raise ValueError(f"{cfg.out_dir} holds a run with other settings ({', '.join(changed)}); "
+                         f"use another --out or delete that folder")
+
+
+def train_and_score(settings: AblationSettings, variant: str, seed: int, make_dataset: Callable[[int], object],
+                    data_dir: str | Path) -> dict:
+    """Train one run (resuming) and score its student; a cached score of the same weights is reused."""
+    from .evaluate import EVAL_TILE, evaluate_benchmark
+    from .pipeline import load_pretrained
+    from .trainer import Trainer, resolve_device
+
+    cfg = _train_config(settings, variant, seed)
+    _check_same_run(cfg)
+    student = Trainer(cfg, make_dataset(seed)).run()["student"]  # a finished run returns at once
+    stat = student.stat()
+    key = {"benchmark": settings.benchmark, "limit": settings.limit, "data": str(data_dir),
+           "weights": [stat.st_size, stat.st_mtime_ns]}
+    cache = cfg.out_dir / f"score-{settings.benchmark}-limit{settings.limit or 'all'}.json"
+    if cache.is_file():
+        cached = json.loads(cache.read_text())
+        if cached["key"] == key:
+            return cached["score"]
+    pipeline = load_pretrained(student, device=resolve_device(settings.device), tile=EVAL_TILE)
+    results = evaluate_benchmark(pipeline, data_dir, settings.benchmark, settings.limit, progress=settings.progress,
+                                 references=False)
+    model_row = next(row for row in results["rows"] if row["key"] == "model")
+    score = {"variant": variant, "seed": seed, **model_row["average"], "columns": model_row["scores"]}
+    cache.write_text(json.dumps({"key": key, "score": score}, indent=1))
+    return score
+
+
+def _mean_std(values: list[float], digits: int) -> str:
+    if len(values) < 2:
+        return f"{values[0]:.{digits}f}"
+    return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
+
+
+def table_markdown(table: str, scores: dict[str, list[dict]], settings: AblationSettings) -> str:
+    """One ablation table: mean ± sample std over seeds, the per-seed values, the paper's numbers."""
+    title, heads, rows = TABLES[table]
+    header = [*heads, "PSNR ↑", "SSIM ↑", "per seed (PSNR / SSIM)", "published PSNR / SSIM"]
+    lines = [f"# {title} (measured here)", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for variant, cells, (paper_psnr, paper_ssim) in rows:
+        runs = scores[variant]
+        per_seed = ", ".join(f"seed {r['seed']}: {r['psnr']:.2f} / {r['ssim']:.3f}" for r in runs)
+        lines.append("| " + " | ".join([*cells, _mean_std([r["psnr"] for r in runs], 2),
+                                        _mean_std([r["ssim"] for r in runs], 3), per_seed,
+                                        f"{paper_psnr:.2f} / {paper_ssim:.3f}"]) + " |")
+    s = settings
+    budget = (f"LUPI: {s.steps} Stage-1 + {s.steps} Stage-2 steps; single-stage rows: {s.single_stage_steps()} "
+              f"steps ({s.budget}: " + ("the same total number of optimizer steps as LUPI)" if s.budget == "equal-total"
+                                        else "as long as LUPI's Stage 2 alone)"))
+    lines += [
+        "",
+        f"PSNR/SSIM: average over the {s.benchmark} benchmark's columns (`lupi_core.evaluate`), "
+        f"mean ± sample standard deviation over {len(s.seeds)} seed(s). The published column is the paper's "
+        f"table (full-length training of the paper model on the 3-task benchmark with SOTS-outdoor), not measured "
+        f"here; compare the ordering of the rows, not the values.",
+        "",
+        "## Settings",
+        "",
+        f"- preset: `{s.preset}`",
+        f"- steps: {budget}",
+        f"- batch size {s.batch_size}, peak learning rate {s.lr:g} after {s.warmup_steps} warm-up steps, "
+        f"device {s.device}",
+        f"- training data: {s.training_data}",
+        f"- evaluation: {s.benchmark} on {s.data}" + (f", first {s.limit} image(s) per column" if s.limit else ""),
+        f"- seeds: {', '.join(map(str, s.seeds))}",
+        f"- runs: {s.out}/<variant>-seed<k>/",
+        f"- command: `{s.command}`" if s.command else "- command: (library call)",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def run_ablation(settings: AblationSettings, make_dataset: Callable[[int], object], data_dir: str | Path) -> dict:
+    """Train and score every run the chosen tables need, then write tableN.md and ablation.json into `out`."""
+    settings.out.mkdir(parents=True, exist_ok=True)
+    scores = {variant: [train_and_score(settings, variant, seed, make_dataset, data_dir) for seed in settings.seeds]
+              for variant in settings.variants()}
+    written = {}
+    for table in settings.tables:
+        path = settings.out / f"table{table}.md"
+        path.write_text(table_markdown(table, scores, settings))
+        written[table] = str(path)
+    summary = {"settings": {**asdict(settings), "out": str(settings.out)}, "scores": scores, "tables": written}
+    (settings.out / "ablation.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, required=True,
+                        help="data root: its test/ tree is scored, and the recipe's paths are relative to it")
+    parser.add_argument("--recipe", type=Path, default=None,
+                        help="training mixture (default: DATA/train/recipes/lupi-small.toml, else train/recipes/)")
+    parser.add_argument("--clean-folder", type=Path, default=None,
+                        help="train on Gaussian noise over this folder of clean images instead of a recipe")
+    parser.add_argument("--patch-size", type=int, default=None, help="override the recipe's patch size")
+    parser.add_argument("--out", type=Path, default=Path("runs/ablate"), help="folder for the runs and tables")
+    parser.add_argument("--preset", default="small")
+    parser.add_argument("--steps", type=int, default=1000, help="steps per LUPI stage")
+    parser.add_argument("--budget", choices=BUDGETS, default="equal-total",
+                        help="single-stage rows train 2 x steps (equal-total) or steps (equal-stage2)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--warmup-steps", type=int, default=100)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--tables", nargs="+", choices=tuple(TABLES), default=["3", "4"])
+    parser.add_argument("--benchmark", choices=("3task", "5task"), default="3task")
+    parser.add_argument("--limit", type=int, default=None, help="first N images per benchmark column")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+
+
+def _recipe_path(args: argparse.Namespace) -> Path:
+    if args.recipe is not None:
+        return args.recipe
+    for candidate in (args.data / "train" / "recipes" / "lupi-small.toml",
+                      Path(__file__).resolve().parent.parent / "train" / "recipes" / "lupi-small.toml"):
+        if candidate.is_file():
+            return candidate
+    raise SystemExit(f"no recipe: pass --recipe F or --clean-folder DIR (looked for {args.data}/train/recipes/"
+                     f"lupi-small.toml and the repository's train/recipes/lupi-small.toml)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from .data import load_recipe, noisy_folder
+    from .trainer import resolve_device
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.clean_folder is not None:
+        patch = args.patch_size or 64
+        make_dataset = lambda seed: noisy_folder(args.clean_folder, patch_size=patch, seed=seed)  # noqa: E731
+        described = f"Gaussian noise (sigma 0-50) on {args.clean_folder}, {patch}-px patches"
+    else:
+        recipe = _recipe_path(args)
+        make_dataset = lambda seed: load_recipe(recipe, args.data, seed=seed, patch_size=args.patch_size)  # noqa: E731
+        described = f"recipe {recipe} (paths under {args.data})" + (
+            f", {args.patch_size}-px patches" if args.patch_size else "")
+    settings = AblationSettings(
+        out=args.out, preset=args.preset, steps=args.steps, budget=args.budget, batch_size=args.batch_size,
+        lr=args.lr, warmup_steps=args.warmup_steps, seeds=tuple(args.seeds), tables=tuple(args.tables),
+        benchmark=args.benchmark, limit=args.limit, data=str(args.data), training_data=described,
+        device=resolve_device(args.device).type, progress=args.progress,
+        command="python -m lupi_core " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["ablate"] else "")
+    summary = run_ablation(settings, make_dataset, args.data)
+    for table, path in summary["tables"].items():
+        print(Path(path).read_text())
+    return 0

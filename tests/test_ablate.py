@@ -1,0 +1,68 @@
+"""The Table 3 / Table 4 ablation on the tiny preset, a few steps per stage, one seed and
+one image per benchmark column: both tables are written with their three rows, the
+siamese LUPI run is shared, the step budget is as documented, and a rerun reuses the runs."""
+import argparse
+
+import pytest
+import skimage.data
+from PIL import Image
+
+from lupi_core import ablate
+from test_evaluate import make_benchmark_tree
+
+
+@pytest.fixture(scope="module")
+def ablation(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ablate")
+    data = make_benchmark_tree(root / "data")
+    clean = root / "clean"
+    clean.mkdir()
+    for name in ("astronaut", "coffee", "chelsea"):
+        Image.fromarray(getattr(skimage.data, name)()[:96, :128]).save(clean / f"{name}.png")
+    argv = ["--data", str(data), "--clean-folder", str(clean), "--patch-size", "32", "--out", str(root / "runs"),
+            "--preset", "tiny", "--steps", "3", "--batch-size", "2", "--lr", "1e-3", "--warmup-steps", "1",
+            "--seeds", "0", "--limit", "1", "--threads", "1", "--no-progress"]
+    parser = argparse.ArgumentParser()
+    ablate.add_arguments(parser)
+    assert ablate.run(parser.parse_args(argv)) == 0
+    return root / "runs", parser, argv
+
+
+def test_tables_written_with_three_rows(ablation):
+    out, _, _ = ablation
+    table3, table4 = (out / "table3.md").read_text(), (out / "table4.md").read_text()
+    body = lambda text: [l for l in text.splitlines() if l.startswith("| ") and "PSNR" not in l]  # noqa: E731
+    assert len(body(table3)) == 3 and len(body(table4)) == 3
+    assert "| ✓ | ✓ |" in table3 and "32.98 / 0.921" in table3
+    assert "Input Addition" in table4 and "Input Concat" in table4 and "Siamese (Ours)" in table4
+    for text in ("preset: `tiny`", "seeds: 0", "first 1 image(s)", "3task", "equal-total"):
+        assert text in table3, text
+    # The siamese LUPI run is shared by both tables: five runs, not six.
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == sorted(
+        f"{v}-seed0" for v in ("lupi-siamese", "no-privileged", "no-predictor", "lupi-concat", "lupi-add"))
+
+
+def test_budget_gives_single_stage_rows_twice_the_steps(ablation):
+    import json
+
+    out, _, _ = ablation
+    lupi = json.loads((out / "lupi-siamese-seed0" / "train_config.json").read_text())
+    single = json.loads((out / "no-privileged-seed0" / "train_config.json").read_text())
+    assert (lupi["stage1_steps"], lupi["stage2_steps"], single["stage2_steps"]) == (3, 3, 6)
+
+
+def test_rerun_reuses_finished_runs(ablation, capsys):
+    out, parser, argv = ablation
+    student = out / "no-predictor-seed0" / "student.safetensors"
+    before = student.stat().st_mtime_ns
+    capsys.readouterr()
+    assert ablate.run(parser.parse_args(argv)) == 0
+    assert student.stat().st_mtime_ns == before
+    assert "Table 3" in capsys.readouterr().out
+
+
+def test_changed_settings_refuse_to_mix_runs(ablation):
+    out, parser, argv = ablation
+    changed = [*argv[:argv.index("--steps") + 1], "4", *argv[argv.index("--steps") + 2:], "--tables", "3"]
+    with pytest.raises(ValueError, match="other settings"):
+        ablate.run(parser.parse_args(changed))

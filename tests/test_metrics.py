@@ -1,0 +1,47 @@
+"""PSNR / SSIM follow the published convention: scikit-image on RGB floats in [0, 1],
+uint8 inputs scaled by 1/255, floats clamped, SSIM with the 7x7 uniform window."""
+import math
+
+import numpy as np
+import pytest
+import skimage.data
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from lupi_core.metrics import as_unit_float, psnr, ssim
+
+
+@pytest.fixture(scope="module")
+def pair():
+    clean = skimage.data.astronaut()[100:196, 150:278]
+    rng = np.random.default_rng(0)
+    restored = np.clip(clean / 255.0 + rng.normal(0, 0.05, clean.shape), 0, 1)
+    return restored, clean
+
+
+def test_equal_to_scikit_image_on_floats(pair):
+    restored, clean = pair
+    clean_f = clean / 255.0
+    assert psnr(restored, clean) == pytest.approx(peak_signal_noise_ratio(clean_f, restored, data_range=1.0))
+    expected = structural_similarity(clean_f, restored, data_range=1.0, channel_axis=-1, win_size=7)
+    assert ssim(restored, clean) == pytest.approx(expected)
+
+
+def test_uint8_means_divided_by_255(pair):
+    _, clean = pair
+    noisy = np.clip(clean.astype(int) + 7, 0, 255).astype(np.uint8)
+    assert psnr(noisy, clean) == pytest.approx(psnr(noisy / 255.0, clean / 255.0))
+    assert ssim(noisy, clean) == pytest.approx(ssim(noisy / 255.0, clean))
+    assert as_unit_float(noisy).dtype == np.float64 and as_unit_float(noisy).max() <= 1.0
+
+
+def test_constant_offset_by_hand():
+    clean = np.full((32, 32, 3), 100, np.uint8)
+    assert psnr(clean + np.uint8(10), clean) == pytest.approx(20 * math.log10(255 / 10))  # 28.13 dB
+    assert psnr(np.full((32, 32, 3), 0.6), np.full((32, 32, 3), 0.5)) == pytest.approx(20.0)
+
+
+@pytest.mark.filterwarnings("ignore:divide by zero")
+def test_floats_are_clamped_not_wrapped():
+    clean = np.full((16, 16, 3), 1.0)
+    assert psnr(np.full((16, 16, 3), 1.7), clean) == math.inf  # clamped to 1.0: identical
+    assert ssim(clean, clean) == pytest.approx(1.0)
