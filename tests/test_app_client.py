@@ -1,0 +1,87 @@
+"""The running app, driven over HTTP with gradio_client: the named API endpoints
+(/restore, /prior, /load_image + /prior_at_sigma in one session)."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+
+from gradio_client import Client, handle_file  # noqa: E402
+
+from demo.app import build_app, launch_options  # noqa: E402
+from lupi_core.atlas import Atlas  # noqa: E402
+from lupi_core.examples import load_index  # noqa: E402
+from lupi_core.pipeline import load_pretrained  # noqa: E402
+from test_atlas import shared_model_and_atlas  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory):
+    student, teacher, atlas_path = shared_model_and_atlas(tmp_path_factory)
+    app = build_app(load_pretrained(student, teacher=teacher), Atlas.load(atlas_path), load_index())
+    port = free_port()
+    app.launch(prevent_thread_lock=True, quiet=True, **launch_options("127.0.0.1", port))
+    yield f"http://127.0.0.1:{port}/"
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def client(url):
+    return Client(url, verbose=False)
+
+
+@pytest.fixture()
+def photo(tmp_path):
+    image = (np.random.default_rng(1).random((48, 64, 3)) * 255).astype(np.uint8)
+    path = tmp_path / "photo.png"
+    Image.fromarray(image).save(path)
+    return path, image
+
+
+def test_named_endpoints_exist(client):
+    names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert {"/restore", "/prior", "/load_image", "/prior_at_sigma", "/synthesize", "/atlas_select"} <= names
+
+
+def test_restore_endpoint(client, photo):
+    path, image = photo
+    slider, difference, difference_info, download, metrics, status, describe = client.predict(
+        handle_file(str(path)), api_name="/restore")
+    before, after = (np.asarray(Image.open(item if isinstance(item, str) else item["path"])) for item in slider)
+    np.testing.assert_array_equal(before[..., :3], image)  # lossless PNG, not WebP
+    assert after.shape[:2] == image.shape[:2]
+    assert str(download).endswith(".png") and Image.open(download).size == (64, 48)
+    assert "Restored 64 x 48" in status and "What the model thinks" in describe
+
+
+def test_prior_endpoint(client, photo):
+    report = client.predict(handle_file(str(photo[0])), api_name="/prior")
+    report = json.loads(report) if isinstance(report, str) else report
+    assert len(report["prior"]) == 512 and report["width"] == 64 and "description" in report
+    bad = photo[0].with_name("bad.png")
+    bad.write_bytes(b"garbage")
+    assert "error" in client.predict(handle_file(str(bad)), api_name="/prior")
+
+
+def test_prior_at_sigma_in_a_session(url, photo):
+    session = Client(url, verbose=False)
+    loaded = session.predict(handle_file(str(photo[0])), api_name="/load_image")
+    assert any("photo.png" in str(item) for item in loaded)
+    low = session.predict(5, api_name="/prior_at_sigma")
+    high = session.predict(60, api_name="/prior_at_sigma")
+    low_info, high_info = low[-1], high[-1]
+    assert low_info.startswith("Sigma 5") and high_info.startswith("Sigma 60")
+    low_plot, high_plot = (json.loads(r[0]["plot"]) if isinstance(r[0], dict) else r[0] for r in (low, high))
+    assert low_plot != high_plot
