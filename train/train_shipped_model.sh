@@ -8,7 +8,7 @@ data=${1:?usage: $0 DATA_DIR [RUN_DIR]}
 run=${2:-runs/lupi-small}
 python -m lupi_core train \
   --recipe train/recipes/lupi-small.toml --data "$data" --out "$run" \
-  --preset small --stage1-steps 1500 --stage2-steps 1500 --batch-size 8 \
+  --preset small --stage1-steps 1500 --stage2-steps 1200 --batch-size 8 \
   --lr 4e-4 --warmup-steps 100 --student-from-teacher \
   --checkpoint-every 50 --val-every 250 --val-images 16 --threads 1
 # Ship: half-precision copies of the two weights files into assets/.
