@@ -137,7 +137,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run", type=Path, help="a training run folder (holds student.safetensors, teacher.safetensors)")
+    parser.add_argument("run_dir", type=Path, help="a training run folder (holds student.safetensors, teacher.safetensors)")
     parser.add_argument("--out", type=Path, default=Path("assets"), help="where the shipped files go")
     parser.add_argument("--name", default="lupi-small", help="file prefix: NAME-student / NAME-teacher")
     parser.add_argument("--half", action=argparse.BooleanOptionalAction, default=True,
@@ -149,7 +149,7 @@ def run_export(args: argparse.Namespace) -> int:
     from .weights import export_weights
 
     for kind in ("student", "teacher"):
-        source = args.run / f"{kind}.safetensors"
+        source = args.run_dir / f"{kind}.safetensors"
         if kind == "teacher" and not source.is_file():
             continue
         target, change = export_weights(source, args.out / f"{args.name}-{kind}.safetensors", args.half,
