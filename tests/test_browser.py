@@ -136,13 +136,15 @@ def test_click_on_the_atlas_map_loads_the_inspector(page):
     open_tab(page, "Atlas map")
     page.wait_for_selector("#atlas-map [data-drawn]")
     page.wait_for_selector("#atlas-map .scatterlayer .trace .points path")
-    # the first point of the second trace (noise, when colouring by kind) and its atlas index
-    expected = page.evaluate("() => document.querySelector('#atlas-map .lupi-map').data[1].customdata[0]")
+    # remember which atlas sample Plotly reports under the mouse (points overlap on a dense map)
+    page.evaluate("""() => document.querySelector('#atlas-map .lupi-map')
+                      .on('plotly_hover', ev => { window.lupiHovered = ev.points[0].customdata; })""")
     point = page.locator("#atlas-map .scatterlayer .trace").nth(1).locator(".points path").first
     box = point.bounding_box()
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     page.mouse.move(x, y)
     page.wait_for_selector("#atlas-map .lupi-tip img", state="visible")  # the hover thumbnail
+    expected = page.evaluate("() => window.lupiHovered")
     shoot(page, "atlas.png")
     page.mouse.click(x, y)
     wait_text(page, "#insp-info", f"Atlas sample #{expected} ")
