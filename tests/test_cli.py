@@ -15,10 +15,11 @@ import pytest
 import skimage.data
 import torch
 from PIL import Image
+from safetensors import safe_open
 
 from lupi_core.config import ModelConfig
 from lupi_core.models import build_backbone, build_student, build_teacher, count_parameters
-from lupi_core.weights import save_model
+from lupi_core.weights import load_model, model_info, save_model
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ModelConfig.preset("tiny")
@@ -88,7 +89,13 @@ def cli(tmp_path_factory):
     (mixed / "in" / "damaged.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(200))  # looks like a PNG, is not
     (mixed / "readme.txt").write_text("hello")
 
+    # export: a run folder with a student and a teacher, shipped into another folder.
+    run = base / "run"
+    save_model(build_student(TINY), run / "student.safetensors", info={"steps": 3})
+    save_model(build_teacher(TINY), run / "teacher.safetensors")
+
     results = _run_all({
+        "export": ["export", run, "--out", base / "shipped", "--name", "mine"],
         "info": ["info", "--preset", "tiny", "--size", "64"],
         "restore": ["restore", files / "single.jpg", folder, "--out", files / "out", "--checkpoint", checkpoint],
         "corrupt": ["restore", corrupt / "x.png", "--out", corrupt / "out", "--checkpoint", bad_weights],
@@ -154,3 +161,15 @@ def test_restore_skips_non_images_and_restores_the_rest(cli):
     with Image.open(out / "good.png") as image:
         assert image.size == (40, 24)
     assert "wrote 1 image(s)" in result.output
+
+
+def test_export_ships_both_files_in_half_precision_with_their_info(cli):
+    base, results = cli
+    assert results["export"].returncode == 0, results["export"].stderr
+    student = load_model(base / "shipped" / "mine-student.safetensors", kind="student")
+    load_model(base / "shipped" / "mine-teacher.safetensors", kind="teacher")
+    assert model_info(base / "shipped" / "mine-student.safetensors") == {"steps": 3}
+    with safe_open(str(base / "shipped" / "mine-student.safetensors"), framework="pt") as handle:
+        assert handle.get_tensor(handle.keys()[0]).dtype == torch.float16
+    assert student.has_predictor
+    assert "largest output change" in results["export"].stdout
