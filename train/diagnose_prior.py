@@ -1,0 +1,48 @@
+"""How well does the student's prior stand in for the teacher's? Prints, on held-out
+patches of a recipe (sample indices no training step draws), the spread of d_T and
+d_S, their centred cosine similarity, and the L1 of R_T and R_S fed d_T, d_S or the
+batch-mean d_T.
+
+Usage: python train/diagnose_prior.py RUN_DIR RECIPE DATA_DIR [--patches N]
+"""
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from lupi_core.data import load_recipe  # noqa: E402
+from lupi_core.weights import load_model  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("recipe", type=Path)
+    parser.add_argument("data", type=Path)
+    parser.add_argument("--patches", type=int, default=64)
+    args = parser.parse_args()
+    teacher = load_model(args.run / "teacher.safetensors", kind="teacher")
+    student = load_model(args.run / "student.safetensors", kind="student")
+    dataset = load_recipe(args.recipe, args.data, seed=0)
+    items = [dataset[10**15 + i] for i in range(args.patches)]
+    degraded = torch.stack([item["degraded"] for item in items])
+    clean = torch.stack([item["clean"] for item in items])
+    with torch.no_grad():
+        d_t, d_s = teacher.estimator(degraded, clean), student.predictor(degraded)
+        centred = lambda d: d - d.mean(dim=1, keepdim=True)  # noqa: E731
+        print(f"patches: {args.patches}")
+        print(f"std of d_T: {d_t.std():.4f}   std of d_S: {d_s.std():.4f}")
+        print(f"centred cosine(d_S, d_T): {F.cosine_similarity(centred(d_s), centred(d_t)).mean():.3f}")
+        l1 = lambda restorer, prior: (restorer(degraded, prior) - clean).abs().mean().item()  # noqa: E731
+        mean_t = d_t.mean(dim=0, keepdim=True).expand_as(d_t)
+        print(f"L1 of the input: {(degraded - clean).abs().mean():.4f}")
+        for name, restorer in (("R_T", teacher.restorer), ("R_S", student.restorer)):
+            print(f"{name}: with d_T {l1(restorer, d_t):.4f}   with d_S {l1(restorer, d_s):.4f}   "
+                  f"with mean d_T {l1(restorer, mean_t):.4f}")
+
+
+if __name__ == "__main__":
+    main()
