@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -27,14 +28,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def url(tmp_path_factory):
-    student, teacher, atlas_path = shared_model_and_atlas(tmp_path_factory)
-    app = build_app(load_pretrained(student, teacher=teacher), Atlas.load(atlas_path), load_index())
+def serve(pipeline, atlas) -> Iterator[str]:
+    """Launch the app around a pipeline and atlas on a free local port; yields its URL."""
+    app = build_app(pipeline, atlas, load_index())
     port = free_port()
     app.launch(prevent_thread_lock=True, quiet=True, **launch_options("127.0.0.1", port))
     yield f"http://127.0.0.1:{port}/"
     app.close()
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory):
+    student, teacher, atlas_path = shared_model_and_atlas(tmp_path_factory)
+    yield from serve(load_pretrained(student, teacher=teacher), Atlas.load(atlas_path))
 
 
 @pytest.fixture(scope="module")

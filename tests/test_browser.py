@@ -35,11 +35,10 @@ if not CHROMIUM.exists():
 
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
 
-from demo.app import build_app, launch_options  # noqa: E402
 from lupi_core.atlas import Atlas  # noqa: E402
 from lupi_core.examples import EXAMPLES_DIR, load_index  # noqa: E402
 from lupi_core.pipeline import DEFAULT_STUDENT, load_pretrained  # noqa: E402
-from test_app_client import free_port  # noqa: E402
+from test_app_client import serve  # noqa: E402
 from test_atlas import shared_model_and_atlas  # noqa: E402
 
 
@@ -52,11 +51,7 @@ def url(tmp_path_factory):
     else:
         student, teacher, atlas_path = shared_model_and_atlas(tmp_path_factory)
         pipeline, atlas = load_pretrained(student, teacher=teacher), Atlas.load(atlas_path)
-    app = build_app(pipeline, atlas, load_index())
-    port = free_port()
-    app.launch(prevent_thread_lock=True, quiet=True, **launch_options("127.0.0.1", port))
-    yield f"http://127.0.0.1:{port}/"
-    app.close()
+    yield from serve(pipeline, atlas)
 
 
 @pytest.fixture(scope="module")
