@@ -190,30 +190,24 @@ def test_invalid_config_metadata(tmp_path):
     _expect_error(bad, "config")
 
 
-def test_a_pickle_is_rejected_not_unpickled(tmp_path, monkeypatch):
-    pickled = tmp_path / "pickled.safetensors"
-    torch.save(build_student(TINY).state_dict(), pickled)
-
+@pytest.fixture()
+def no_unpickling(monkeypatch):
+    """Every route to unpickling raises while the test runs."""
     def refuse(*_args, **_kwargs):
         raise AssertionError("weights loading must never unpickle")
 
-    monkeypatch.setattr(pickle, "load", refuse)
-    monkeypatch.setattr(pickle, "loads", refuse)
-    monkeypatch.setattr(pickle, "Unpickler", refuse)
-    monkeypatch.setattr(torch, "load", refuse)
+    for module, name in ((pickle, "load"), (pickle, "loads"), (pickle, "Unpickler"), (torch, "load")):
+        monkeypatch.setattr(module, name, refuse)
+
+
+def test_a_pickle_is_rejected_not_unpickled(tmp_path, no_unpickling):
+    pickled = tmp_path / "pickled.safetensors"
+    torch.save(build_student(TINY).state_dict(), pickled)  # saving pickles; only loading is refused
     _expect_error(pickled, "not a readable safetensors file")
 
 
-def test_loading_never_unpickles(student_file, monkeypatch):
+def test_loading_never_unpickles(student_file, no_unpickling):
     _, path = student_file
-
-    def refuse(*_args, **_kwargs):
-        raise AssertionError("weights loading must never unpickle")
-
-    monkeypatch.setattr(pickle, "load", refuse)
-    monkeypatch.setattr(pickle, "loads", refuse)
-    monkeypatch.setattr(pickle, "Unpickler", refuse)
-    monkeypatch.setattr(torch, "load", refuse)
     assert load_model(path).cfg == TINY
     # And the module has no route to pickle or torch.load at all.
     source = open(weights_module.__file__).read()
