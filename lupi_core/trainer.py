@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from .config import ModelConfig
-from .images import to_float_image, to_tensor
+from .images import quantize, to_float_image, to_tensor
 from .losses import AlignConfig, alignment_loss, reconstruction_loss
 from .metrics import psnr
 from .models import build_student, build_teacher
@@ -176,9 +176,8 @@ def _set_rng_state(state: dict) -> None:
 def validation_patches(dataset: Dataset, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """`count` (degraded, clean) uint8 patches from sample indices no training step reaches
     (training draws indices from 0 and 10**12 upwards), for monitoring PSNR during training."""
-    to_uint8 = lambda t: (t.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)  # noqa: E731
     items = (dataset[10**15 + i] for i in range(count))
-    return [(to_uint8(item["degraded"]), to_uint8(item["clean"])) for item in items]
+    return [(quantize(to_float_image(item["degraded"])), quantize(to_float_image(item["clean"]))) for item in items]
 
 
 class Trainer:
