@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .degrade import KINDS, degrade
-from .images import IMAGE_SUFFIXES, load_image
+from .images import IMAGE_SUFFIXES, load_image, to_tensor
 
 # Default task label of each synthetic kind.
 TASK_OF_KIND = {"noise": "denoise", "rain": "derain", "haze": "dehaze", "blur": "deblur", "lowlight": "lowlight", "mix": "mixed"}
@@ -112,12 +112,8 @@ def _crop_and_flip(images: list[np.ndarray], patch_size: int, rng: np.random.Gen
     return out
 
 
-def _to_tensor(patch: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(patch.transpose(2, 0, 1))).float().div_(255.0)
-
-
 def _item(degraded: np.ndarray, clean: np.ndarray, task: str) -> dict[str, Any]:
-    return {"degraded": _to_tensor(degraded), "clean": _to_tensor(clean), "task": task}
+    return {"degraded": to_tensor(degraded)[0], "clean": to_tensor(clean)[0], "task": task}
 
 
 def _item_rng(seed: int, index: int) -> np.random.Generator:

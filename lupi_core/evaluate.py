@@ -139,22 +139,15 @@ def _test_folder(data_dir: Path, column: Column) -> Path:
     return folder
 
 
-def _target_of(column: Column, input_path: Path, target_folder: Path) -> Path:
-    # SOTS: hazy <scene>_<level>.png pairs with clean <scene>.png; other sets share file names.
-    name = input_path.stem.split("_")[0] + input_path.suffix if column.key == "dehaze" else input_path.name
-    target = target_folder / name
-    if not target.is_file():
-        raise FileNotFoundError(f"{target}: the clean target of {input_path} is missing")
-    return target
-
-
 def column_files(data_dir: Path, column: Column, limit: int | None = None) -> list[tuple[Path | None, Path]]:
     """(input, target) files of a column, sorted by name; synthetic columns have no input file."""
     folder = _test_folder(data_dir, column)
     if column.kind in ("noise", "blur"):
         pairs = [(None, path) for path in list_images(folder)]
     else:
-        pairs = [(path, _target_of(column, path, folder / "target")) for path in list_images(folder / "input")]
+        from .data import pair_folders  # same-name and SOTS <scene>_<level> -> <scene> pairing
+
+        pairs = sorted(pair_folders(folder / "input", folder / "target"))
     return pairs[:limit] if limit else pairs
 
 
@@ -314,7 +307,7 @@ def run(args: argparse.Namespace) -> int:
     pipeline = load_pretrained(args.checkpoint, device=args.device, tile=args.tile)
     try:
         results = evaluate_benchmark(pipeline, args.data, args.benchmark, args.limit, progress=args.progress)
-    except FileNotFoundError as error:
+    except (FileNotFoundError, ValueError) as error:  # a missing folder or an unpaired image
         print(f"error: {error}", file=sys.stderr)
         return 2
     results["checkpoint"] = str(args.checkpoint or "shipped model")
