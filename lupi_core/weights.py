@@ -15,6 +15,7 @@ from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
 from .config import ModelConfig
+from .images import to_tensor
 from .models import StudentSystem, TeacherSystem, build_student, build_teacher
 
 FORMAT = "lupi-weights/1"
@@ -102,17 +103,12 @@ def export_weights(source: str | Path, target: str | Path, half: bool = True,
 
     model = load_model(source)
     info = model_info(source)
-    image = torch.from_numpy(photographs.astronaut()[:256, :256].copy()).permute(2, 0, 1)[None].float() / 255
+    image = to_tensor(photographs.astronaut()[:256, :256])
+    inputs = (image, image) if isinstance(model, TeacherSystem) else (image,)  # D_T also sees the clean image
+    rounded = copy.deepcopy(model)
+    rounded.load_state_dict({k: v.half().float() for k, v in model.state_dict().items()})
     with torch.no_grad():
-        if isinstance(model, TeacherSystem):
-            reference = model(image, image)[0]
-            restored = lambda m: m(image, image)[0]  # noqa: E731
-        else:
-            reference = model(image)[0]
-            restored = lambda m: m(image)[0]  # noqa: E731
-        rounded = copy.deepcopy(model)
-        rounded.load_state_dict({k: v.half().float() for k, v in model.state_dict().items()})
-        change = float((restored(rounded) - reference).abs().max())
+        change = float((rounded(*inputs)[0] - model(*inputs)[0]).abs().max())
     save_model(model, target, half=half and change <= max_change, info=info)
     return Path(target), change
 
