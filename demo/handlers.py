@@ -33,7 +33,7 @@ INSPECTOR_SIDE = 384             # the inspector re-noises a copy this size, so 
 CURVE_SIGMAS = (0, 10, 20, 30, 40, 50, 60)
 SIGMA_MAX = 75
 NOISE_SEED = 0                   # the inspector's re-noising seed: the same noise pattern at every sigma
-ALIGN_TEMPERATURE = 0.15         # the training's KL temperature (lupi_core.losses.AlignConfig)
+ALIGN_TEMPERATURE = AlignConfig().temperature  # the training's default KL temperature
 SYNTH_KINDS = (("noise", "noise"), ("rain", "rain"), ("haze", "haze"), ("blur", "blur"),
                ("low light", "lowlight"), ("mix", "mix"))
 NEIGHBOURS = 8
