@@ -95,6 +95,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--align-weight", type=float, default=1.0, help="lambda_align of eq. 4")
     parser.add_argument("--student-from-teacher", action=argparse.BooleanOptionalAction, default=False,
                         help="start R_S from R_T's weights")
+    parser.add_argument("--init-from", type=Path, default=None,
+                        help="an earlier run folder: start each stage from its weights with a fresh schedule")
     parser.add_argument("--checkpoint-every", type=int, default=200)
     parser.add_argument("--val-every", type=int, default=500)
     parser.add_argument("--val-images", type=int, default=8, help="patches, outside the training draws, scored for validation PSNR (0: none)")
@@ -127,7 +129,8 @@ def run_train(args: argparse.Namespace) -> int:
         stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps, batch_size=args.batch_size, lr=args.lr,
         warmup_steps=args.warmup_steps,
         align=AlignConfig(args.align, args.align_temperature, args.align_weight),
-        student_from_teacher=args.student_from_teacher, checkpoint_every=args.checkpoint_every,
+        student_from_teacher=args.student_from_teacher, init_from=args.init_from,
+        checkpoint_every=args.checkpoint_every,
         val_every=args.val_every, seed=args.seed, device=args.device, num_workers=args.workers,
         progress=args.progress)
     val = validation_patches(dataset, args.val_images)

@@ -57,6 +57,9 @@ class TrainConfig:
     warmup_steps: int = 100
     align: AlignConfig = field(default_factory=AlignConfig)
     student_from_teacher: bool = False
+    # Warm start: each stage begins from an earlier run's weights (its teacher.safetensors and
+    # student.safetensors) with a fresh learning-rate schedule, so a finished run can train on.
+    init_from: Path | None = None
     checkpoint_every: int = 200
     val_every: int = 500
     log_every: int = 10
@@ -67,6 +70,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
+        if self.init_from is not None:
+            self.init_from = Path(self.init_from)
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if isinstance(self.align, dict):
@@ -76,7 +81,8 @@ class TrainConfig:
         return ModelConfig.preset(self.preset, estimator_design=self.estimator_design)
 
     def to_json(self) -> str:
-        return json.dumps({**asdict(self), "out_dir": str(self.out_dir)}, indent=2)
+        paths = {"out_dir": str(self.out_dir), "init_from": self.init_from and str(self.init_from)}
+        return json.dumps({**asdict(self), **paths}, indent=2)
 
 
 def learning_rate(step: int, total: int, peak: float, warmup: int) -> float:
@@ -205,6 +211,7 @@ class Trainer:
     def _stage1(self) -> Stage:
         torch.manual_seed(self.cfg.seed)
         teacher = build_teacher(self.model_cfg)
+        self._warm_start(teacher, TEACHER_FILE, "teacher")
 
         def loss_fn(model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
             restored, _ = model(batch["degraded"], batch["clean"])
@@ -221,8 +228,9 @@ class Trainer:
         if self.cfg.mode == "lupi":
             teacher = load_model(self.cfg.out_dir / TEACHER_FILE, kind="teacher", device=self.device)
             estimator = teacher.estimator.requires_grad_(False).eval()  # D_T frozen
-            if self.cfg.student_from_teacher:
+            if self.cfg.student_from_teacher and self.cfg.init_from is None:
                 student.restorer.load_state_dict(teacher.restorer.state_dict())
+        self._warm_start(student, STUDENT_FILE, "student")
         align_cfg = self.cfg.align
 
         def loss_fn(model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
@@ -237,6 +245,15 @@ class Trainer:
 
         return Stage("stage2", student, loss_fn, self.cfg.stage2_steps, STUDENT_FILE, 10**12,
                      lambda deg, clean: student(deg)[0])
+
+    def _warm_start(self, model: nn.Module, weights_file: str, kind: str) -> None:
+        if self.cfg.init_from is None:
+            return
+        earlier = load_model(self.cfg.init_from / weights_file, kind=kind)
+        if earlier.cfg != self.model_cfg:
+            raise ValueError(f"{self.cfg.init_from / weights_file} is a different architecture from preset "
+                             f"{self.cfg.preset!r}; warm-start from a run of the same preset")
+        model.load_state_dict(earlier.state_dict())
 
     # -- the loop ------------------------------------------------------------------------------
     def _run_stage(self, stage: Stage) -> Path:

@@ -228,6 +228,20 @@ def test_student_from_teacher_copies_r_t(lupi_run, tmp_path):
     assert differing  # without the flag R_S starts afresh
 
 
+def test_init_from_warm_starts_both_stages_with_a_fresh_schedule(lupi_run, tmp_path):
+    earlier, outputs, _ = lupi_run
+    cfg = _config(tmp_path, stage1_steps=0, stage2_steps=4, batch_size=4, warmup_steps=2, init_from=earlier)
+    trainer = Trainer(cfg, NoisyPhotos(32))
+    _assert_same_tensors(trainer._stage1().model.state_dict(), load_model(outputs["teacher"]).state_dict())
+    (tmp_path / "teacher.safetensors").write_bytes(outputs["teacher"].read_bytes())
+    _assert_same_tensors(trainer._stage2().model.state_dict(), load_model(outputs["student"]).state_dict())
+    trainer.run()
+    log = _log(tmp_path / "stage2_log.jsonl")
+    assert [r["lr"] for r in log] == pytest.approx([learning_rate(s, 4, 1e-3, 2) for s in range(4)])
+    with pytest.raises(ValueError, match="different architecture"):
+        Trainer(_config(tmp_path / "other", init_from=earlier, preset="small"), NoisyPhotos(32))._stage1()
+
+
 # -- the ablation modes ------------------------------------------------------------------------------
 @pytest.mark.parametrize("mode,has_predictor", [("no-privileged", True), ("no-predictor", False)])
 def test_ablation_modes_write_a_student(tmp_path, mode, has_predictor):
