@@ -33,6 +33,7 @@ from torch import nn
 
 from .complexity import gmac
 from .config import ModelConfig
+from .cpu import keep_freed_memory
 from .models import build_backbone, build_student, count_parameters
 from .prior import DegradationPredictor
 
@@ -188,6 +189,8 @@ def run_bench(preset: str = "small", size: int = 256, device: str = "cpu", runs:
     from .weights import load_model
 
     torch_device = torch.device(device)
+    if torch_device.type == "cpu":
+        keep_freed_memory()  # as the pipeline does: latency without page-faulting every activation
     student = load_model(checkpoint, kind="student") if checkpoint else None
     cfg = student.cfg if student is not None else ModelConfig.preset(preset)
     if student is None:

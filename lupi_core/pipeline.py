@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .cpu import keep_freed_memory
 from .images import ImageError, to_float_image, to_rgb_uint8, to_tensor, quantize
 from .models import StudentSystem, TeacherSystem
 from .weights import WeightsError, load_model
@@ -54,6 +55,8 @@ class Pipeline:
         if tile % MULTIPLE or tile <= tile_overlap:
             raise ValueError(f"tile must be a multiple of {MULTIPLE} and larger than the overlap ({tile_overlap})")
         self.device = torch.device(device)
+        if self.device.type == "cpu":
+            keep_freed_memory()
         # channels-last routes the depthwise convs to oneDNN: about 2x faster on CPU
         self.student = student.to(self.device, memory_format=torch.channels_last).eval()
         self.teacher = (teacher.to(self.device, memory_format=torch.channels_last).eval()

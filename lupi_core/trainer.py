@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from .config import ModelConfig
+from .cpu import keep_freed_memory
 from .images import quantize, to_float_image, to_tensor
 from .losses import AlignConfig, alignment_loss, reconstruction_loss
 from .metrics import psnr
@@ -193,6 +194,8 @@ class Trainer:
         self.cfg, self.dataset, self.val_pairs = cfg, dataset, list(val_pairs)
         self.dist = Distributed.from_env(resolve_device(cfg.device).type)
         self.device = resolve_device(cfg.device, self.dist.local_rank)
+        if self.device.type == "cpu":
+            keep_freed_memory()
         self.model_cfg = cfg.model_config()
         self.checkpoint_dir = cfg.out_dir / "checkpoints"
         if self.dist.is_main:

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lupi_core.blocks import MDTA
+from lupi_core.blocks import GDFN, MDTA
 from lupi_core.complexity import gmac
 from lupi_core.config import DB_SITES, PRESETS, ModelConfig
 from lupi_core.models import build_backbone, build_student, build_teacher, count_parameters
@@ -33,22 +33,31 @@ def test_paper_backbone_gmac_matches_restormer():
 
 
 def _independent_backbone_macs(model: Restorer, image: torch.Tensor) -> float:
-    """Multiply-accumulates of convolutions plus MDTA's two matmuls, counted by hooks."""
+    """Multiply-accumulates of convolutions plus MDTA's two matmuls, counted by hooks. MDTA and
+    GDFN run their 1x1 convs as matmuls, so their convs are counted from the input's shape."""
     total = 0
+
+    def conv_macs(conv: nn.Conv2d, pixels: int) -> int:
+        k_h, k_w = conv.kernel_size
+        return pixels * conv.out_channels * (conv.in_channels // conv.groups) * k_h * k_w
 
     def conv_hook(module: nn.Conv2d, _inputs, output):
         nonlocal total
-        k_h, k_w = module.kernel_size
-        total += output.numel() * (module.in_channels // module.groups) * k_h * k_w
+        total += conv_macs(module, output.shape[0] * output.shape[-2] * output.shape[-1])
 
-    def attention_hook(module: MDTA, inputs, _output):
+    def block_hook(module: nn.Module, inputs, _output):
         nonlocal total
         b, c, h, w = inputs[0].shape
-        per_head = c // module.heads
-        total += 2 * b * module.heads * per_head * per_head * h * w  # q @ k^T and attn @ v
+        total += sum(conv_macs(conv, b * h * w) for conv in module.modules() if isinstance(conv, nn.Conv2d))
+        if isinstance(module, MDTA):
+            per_head = c // module.heads
+            total += 2 * b * module.heads * per_head * per_head * h * w  # q @ k^T and attn @ v
 
-    handles = [m.register_forward_hook(conv_hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
-    handles += [m.register_forward_hook(attention_hook) for m in model.modules() if isinstance(m, MDTA)]
+    blocks = [m for m in model.modules() if isinstance(m, (MDTA, GDFN))]
+    inside = {id(conv) for block in blocks for conv in block.modules()}
+    handles = [m.register_forward_hook(conv_hook) for m in model.modules()
+               if isinstance(m, nn.Conv2d) and id(m) not in inside]
+    handles += [m.register_forward_hook(block_hook) for m in blocks]
     with torch.no_grad():
         model(image)
     for handle in handles:
@@ -64,6 +73,32 @@ def test_gmac_agrees_with_an_independent_count_on_tiny():
     assert counted == pytest.approx(_independent_backbone_macs(backbone, image), rel=1e-9)
     # Doubling the area doubles the cost of a fully convolutional / channel-attention network.
     assert gmac(backbone, torch.rand(1, 3, 128, 48)) == pytest.approx(2 * counted, rel=1e-9)
+
+
+def _restormer_mdta(m: MDTA, x: torch.Tensor) -> torch.Tensor:
+    """MDTA as the Restormer paper writes it: L2-normalised q and k over pixels."""
+    b, _, h, w = x.shape
+    q, k, v = (t.reshape(b, m.heads, -1, h * w) for t in m.qkv_dwconv(m.qkv(x)).chunk(3, dim=1))
+    q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+    attn = ((q @ k.transpose(-2, -1)) * m.temperature).softmax(dim=-1)
+    return m.project_out((attn @ v).reshape(b, -1, h, w))
+
+
+def _restormer_gdfn(m: GDFN, x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = m.dwconv(m.project_in(x)).chunk(2, dim=1)
+    return m.project_out(F.gelu(x1) * x2)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("heads", [1, 3])
+def test_blocks_compute_restormers_formulas(heads, memory_format):
+    torch.manual_seed(0)
+    x = torch.randn(2, 12, 10, 14).to(memory_format=memory_format)
+    attention, ffn = MDTA(12, heads), GDFN(12, 2.66)
+    with torch.no_grad():
+        attention.temperature.uniform_(0.5, 2.0)
+        torch.testing.assert_close(attention(x), _restormer_mdta(attention, x), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(ffn(x), _restormer_gdfn(ffn, x), atol=1e-5, rtol=1e-5)
 
 
 # -- shapes ---------------------------------------------------------------------------------
