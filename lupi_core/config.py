@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 DB_SITES = ("latent", "decoder3", "decoder2", "decoder1", "refinement")
 ESTIMATOR_DESIGNS = ("siamese", "concat", "add")

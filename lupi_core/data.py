@@ -26,11 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
 from .degrade import KINDS, degrade
-from .images import IMAGE_SUFFIXES, load_image, to_tensor
+from .images import IMAGE_SUFFIXES, list_images, load_image, to_tensor
 
 # Default task label of each synthetic kind.
 TASK_OF_KIND = {"noise": "denoise", "rain": "derain", "haze": "dehaze", "blur": "deblur", "lowlight": "lowlight", "mix": "mixed"}
@@ -132,17 +131,6 @@ def _epoch_order(seed: int, index: int, count: int) -> int:
 # Datasets
 
 
-def _collect_images(folder: str | Path, recursive: bool = False) -> list[Path]:
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ValueError(f"{folder}: folder not found")
-    candidates = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(
-        p for p in candidates
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
-
-
 class SyntheticPairs(Dataset):
     """Clean images degraded on the fly: crop + flip the clean patch, then `degrade()` it.
 
@@ -169,7 +157,7 @@ class SyntheticPairs(Dataset):
         if not 0.0 <= lo <= hi <= 1.0:
             raise ValueError(f"level_range must satisfy 0 <= low <= high <= 1, got {level_range}")
         if isinstance(images, (str, Path)):
-            paths = _collect_images(images, recursive=True)
+            paths = list_images(images, recursive=True)
             if not paths:
                 raise ValueError(f"{images}: no images found ({', '.join(IMAGE_SUFFIXES)})")
         else:
@@ -209,11 +197,11 @@ def pair_folders(input_dir: str | Path, target_dir: str | Path) -> list[tuple[Pa
         if not folder.is_dir():
             raise ValueError(f"{role} folder {folder} not found; expected paired folders with {PAIR_LAYOUTS}")
     targets: dict[str, Path] = {}
-    for path in _collect_images(target_dir):
+    for path in list_images(target_dir):
         if path.stem in targets:
             raise ValueError(f"{target_dir}: two targets named {path.stem!r} ({targets[path.stem].name}, {path.name}); keep one")
         targets[path.stem] = path
-    inputs = _collect_images(input_dir, recursive=True)
+    inputs = list_images(input_dir, recursive=True)
     pairs, unmatched = [], []
     for path in inputs:
         stem = path.stem

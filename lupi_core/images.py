@@ -83,12 +83,14 @@ def save_png(image: np.ndarray, path: str | Path) -> Path:
     return path
 
 
-def list_images(folder: str | Path) -> list[Path]:
-    """Image files directly in a folder, sorted by name."""
+def list_images(folder: str | Path, recursive: bool = False) -> list[Path]:
+    """Image files in a folder (and its subfolders when recursive), sorted; hidden ones skipped."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise ImageError(f"{folder}: not a folder")
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        raise ImageError(f"{folder}: {'not a folder' if folder.exists() else 'folder not found'}")
+    candidates = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in candidates if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -15,26 +13,10 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
 from gradio_client import Client, handle_file  # noqa: E402
 
-from demo.app import build_app, launch_options  # noqa: E402
 from lupi_core.atlas import Atlas  # noqa: E402
-from lupi_core.examples import load_index  # noqa: E402
 from lupi_core.pipeline import load_pretrained  # noqa: E402
-from test_atlas import shared_model_and_atlas  # noqa: E402
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def serve(pipeline, atlas) -> Iterator[str]:
-    """Launch the app around a pipeline and atlas on a free local port; yields its URL."""
-    app = build_app(pipeline, atlas, load_index())
-    port = free_port()
-    app.launch(prevent_thread_lock=True, quiet=True, **launch_options("127.0.0.1", port))
-    yield f"http://127.0.0.1:{port}/"
-    app.close()
+from helpers import serve, shared_model_and_atlas  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from lupi_core.atlas import Atlas
 from lupi_core.examples import load_index
 from lupi_core.images import load_image
 from lupi_core.pipeline import load_pretrained
-from test_atlas import shared_model_and_atlas
+from helpers import shared_model_and_atlas
 
 
 @pytest.fixture(scope="module")

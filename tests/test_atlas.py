@@ -1,14 +1,9 @@
 """The prior atlas (Figure 5): building, storage without pickles, neighbours, the
-description, placement on the maps, and determinism of the maps.
-
-The helpers at the top (`make_tiny_checkpoint`, `build_small_atlas`, `shared_model_and_atlas`)
-are also used by the app tests: a tiny model with non-zero Degradation-aware Blocks (so
-the prior matters) and an atlas of two photographs at 64 px, built once per session.
-"""
+description, placement on the maps, and determinism of the maps, on the tiny model and
+atlas of tests/helpers.py."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,48 +11,12 @@ import torch
 
 from lupi_core import atlas as atlas_module
 from lupi_core.atlas import Atlas, Spec, build_atlas, bundled_image, default_specs, noise_curve
-from lupi_core.config import ModelConfig
 from lupi_core.degrade import degrade
 from lupi_core.images import ImageError
-from lupi_core.models import build_student, build_teacher
-from lupi_core.pipeline import Pipeline, load_pretrained
-from lupi_core.weights import save_model
+from lupi_core.pipeline import load_pretrained
 
-SMALL_SPECS = [Spec("clean"), Spec("noise", sigma=10.0), Spec("noise", sigma=30.0), Spec("noise", sigma=50.0),
-               Spec("rain", level=0.5), Spec("haze", level=0.5), Spec("blur", level=0.5), Spec("lowlight", level=0.5),
-               Spec("mix", level=0.5)]
-SMALL_IMAGES = ("astronaut", "coffee")
-SIZE = 64
-
-
-def make_tiny_checkpoint(folder: Path) -> tuple[Path, Path]:
-    """Tiny student and teacher weights files; the zero-initialised DBs get random weights."""
-    torch.manual_seed(0)
-    cfg = ModelConfig.preset("tiny")
-    student, teacher = build_student(cfg), build_teacher(cfg)
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for model in (student, teacher):
-            for block in model.restorer.dbs.values():
-                for param in block.parameters():
-                    param.copy_(torch.randn(param.shape, generator=generator) * 0.2)
-    return save_model(student, folder / "student.safetensors"), save_model(teacher, folder / "teacher.safetensors")
-
-
-def build_small_atlas(pipeline: Pipeline, seed: int = 0, extra: dict | None = None) -> Atlas:
-    images = {name: bundled_image(name, SIZE) for name in SMALL_IMAGES}
-    images.update(extra or {})
-    return build_atlas(pipeline, images, SMALL_SPECS, seed=seed, image_size=SIZE, n_neighbors=6)
-
-
-def shared_model_and_atlas(tmp_path_factory) -> tuple[Path, Path, Path]:
-    """(student, teacher, atlas path): built on first use in a test session, then reused."""
-    root = tmp_path_factory.getbasetemp() / "lupi-tiny-shared"
-    if not (root / "atlas.json").is_file():
-        root.mkdir(exist_ok=True)
-        student, teacher = make_tiny_checkpoint(root)
-        build_small_atlas(load_pretrained(student, teacher=teacher)).save(root / "atlas")
-    return root / "student.safetensors", root / "teacher.safetensors", root / "atlas"
+from helpers import (SIZE, SMALL_IMAGES, SMALL_SPECS, build_small_atlas, make_tiny_checkpoint,
+                     shared_model_and_atlas)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,73 @@
+"""Helpers shared by the test modules (not tests themselves).
+
+A tiny model with non-zero Degradation-aware Blocks (so the prior matters) and an
+atlas of two photographs at 64 px, built once per test session; and a running app
+on a free local port.
+"""
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from lupi_core.atlas import Atlas, Spec, build_atlas, bundled_image
+from lupi_core.config import ModelConfig
+from lupi_core.models import build_student, build_teacher
+from lupi_core.pipeline import Pipeline, load_pretrained
+from lupi_core.weights import save_model
+
+SMALL_SPECS = [Spec("clean"), Spec("noise", sigma=10.0), Spec("noise", sigma=30.0), Spec("noise", sigma=50.0),
+               Spec("rain", level=0.5), Spec("haze", level=0.5), Spec("blur", level=0.5), Spec("lowlight", level=0.5),
+               Spec("mix", level=0.5)]
+SMALL_IMAGES = ("astronaut", "coffee")
+SIZE = 64
+
+
+def make_tiny_checkpoint(folder: Path) -> tuple[Path, Path]:
+    """Tiny student and teacher weights files; the zero-initialised DBs get random weights."""
+    torch.manual_seed(0)
+    cfg = ModelConfig.preset("tiny")
+    student, teacher = build_student(cfg), build_teacher(cfg)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for model in (student, teacher):
+            for block in model.restorer.dbs.values():
+                for param in block.parameters():
+                    param.copy_(torch.randn(param.shape, generator=generator) * 0.2)
+    return save_model(student, folder / "student.safetensors"), save_model(teacher, folder / "teacher.safetensors")
+
+
+def build_small_atlas(pipeline: Pipeline, seed: int = 0, extra: dict | None = None) -> Atlas:
+    images = {name: bundled_image(name, SIZE) for name in SMALL_IMAGES}
+    images.update(extra or {})
+    return build_atlas(pipeline, images, SMALL_SPECS, seed=seed, image_size=SIZE, n_neighbors=6)
+
+
+def shared_model_and_atlas(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """(student, teacher, atlas path): built on first use in a test session, then reused."""
+    root = tmp_path_factory.getbasetemp() / "lupi-tiny-shared"
+    if not (root / "atlas.json").is_file():
+        root.mkdir(exist_ok=True)
+        student, teacher = make_tiny_checkpoint(root)
+        build_small_atlas(load_pretrained(student, teacher=teacher)).save(root / "atlas")
+    return root / "student.safetensors", root / "teacher.safetensors", root / "atlas"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(pipeline: Pipeline, atlas: Atlas) -> Iterator[str]:
+    """Launch the app around a pipeline and atlas on a free local port; yields its URL."""
+    from demo.app import build_app, launch_options
+    from lupi_core.examples import load_index
+
+    app = build_app(pipeline, atlas, load_index())
+    port = free_port()
+    app.launch(prevent_thread_lock=True, quiet=True, **launch_options("127.0.0.1", port))
+    yield f"http://127.0.0.1:{port}/"
+    app.close()
