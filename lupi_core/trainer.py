@@ -318,9 +318,11 @@ class Trainer:
         bar.close()
         if self.dist.is_main:
             elapsed = time.perf_counter() - started
-            save_model(model, weights_path, info={"stage": stage.name, "mode": cfg.mode, "steps": stage.steps,
-                                                  "batch_size": cfg.batch_size * self.dist.world,
-                                                  "seconds_this_sitting": round(elapsed, 1)})
+            info = {"stage": stage.name, "mode": cfg.mode, "steps": stage.steps,
+                    "batch_size": cfg.batch_size * self.dist.world, "seconds_this_sitting": round(elapsed, 1)}
+            if cfg.init_from is not None:
+                info["init_from"] = str(cfg.init_from)  # the steps above came on top of that run's
+            save_model(model, weights_path, info=info)
         self.dist.barrier()
         return weights_path
 

@@ -236,6 +236,7 @@ def test_init_from_warm_starts_both_stages_with_a_fresh_schedule(lupi_run, tmp_p
     (tmp_path / "teacher.safetensors").write_bytes(outputs["teacher"].read_bytes())
     _assert_same_tensors(trainer._stage2().model.state_dict(), load_model(outputs["student"]).state_dict())
     trainer.run()
+    assert model_info(tmp_path / "student.safetensors")["init_from"] == str(earlier)
     log = _log(tmp_path / "stage2_log.jsonl")
     assert [r["lr"] for r in log] == pytest.approx([learning_rate(s, 4, 1e-3, 2) for s in range(4)])
     with pytest.raises(ValueError, match="different architecture"):
