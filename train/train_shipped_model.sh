@@ -2,7 +2,7 @@
 # Retrain the shipped model (assets/lupi-small-*.safetensors) exactly as it was
 # trained: the lupi-small recipe on the benchmark data, both LUPI stages, on CPU.
 # Usage: train/train_shipped_model.sh DATA_DIR [RUN_DIR]
-# Killed? Run it again: it resumes from RUN_DIR/checkpoints/.
+# Killed? Run it again: each run resumes from its checkpoints/ folder.
 set -euo pipefail
 data=${1:?usage: $0 DATA_DIR [RUN_DIR]}
 run=${2:-runs/lupi-small}
@@ -11,5 +11,11 @@ python -m lupi_core train \
   --preset small --stage1-steps 1500 --stage2-steps 1200 --batch-size 8 \
   --lr 4e-4 --warmup-steps 100 --student-from-teacher \
   --checkpoint-every 50 --val-every 250 --val-images 16 --threads 1
+# A second sitting: Stage 2 again from the first run's student, with a fresh schedule
+# at half the peak learning rate (D_T and R_T are carried over unchanged).
+python -m lupi_core train \
+  --recipe train/recipes/lupi-small.toml --data "$data" --out "$run-ft" \
+  --preset small --init-from "$run" --stage1-steps 0 --stage2-steps 2400 --batch-size 8 \
+  --lr 2e-4 --warmup-steps 50 --checkpoint-every 50 --val-every 300 --val-images 16 --threads 1
 # Ship: half-precision copies of the two weights files into assets/.
-python -m lupi_core export "$run" --out assets --name lupi-small
+python -m lupi_core export "$run-ft" --out assets --name lupi-small
