@@ -38,6 +38,11 @@ def forward_padded(fn: Callable[..., torch.Tensor], image: torch.Tensor, *more: 
     return fn(*padded)[..., :h, :w]
 
 
+def _check_tile(tile: int, overlap: int) -> None:
+    if tile % MULTIPLE or tile <= overlap:
+        raise ValueError(f"tile must be a multiple of {MULTIPLE} and larger than the overlap ({overlap})")
+
+
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     """Start offsets of tiles of size `tile` covering [0, length), the last one flush with the end."""
     if length <= tile:
@@ -52,8 +57,7 @@ class Pipeline:
 
     def __init__(self, student: StudentSystem, teacher: TeacherSystem | None = None,
                  device: str | torch.device = "cpu", tile: int = 512, tile_overlap: int = 32):
-        if tile % MULTIPLE or tile <= tile_overlap:
-            raise ValueError(f"tile must be a multiple of {MULTIPLE} and larger than the overlap ({tile_overlap})")
+        _check_tile(tile, tile_overlap)
         self.device = torch.device(device)
         if self.device.type == "cpu":
             keep_freed_memory()
@@ -121,8 +125,7 @@ class Pipeline:
                 raise ValueError(f"a prior must have {self.cfg.prior_dim} values, got {prior_tensor.shape[1]}")
         run = lambda x: self.student.restorer(x, prior_tensor)  # noqa: E731
         tile = tile or self.tile
-        if tile % MULTIPLE or tile <= self.tile_overlap:
-            raise ValueError(f"tile must be a multiple of {MULTIPLE} and larger than the overlap ({self.tile_overlap})")
+        _check_tile(tile, self.tile_overlap)
         h, w = tensor.shape[-2:]
         ys, xs = tile_starts(h, tile, self.tile_overlap), tile_starts(w, tile, self.tile_overlap)
         if len(ys) * len(xs) == 1:

@@ -25,17 +25,23 @@ SMALL_IMAGES = ("astronaut", "coffee")
 SIZE = 64
 
 
+def trained_looking(model: torch.nn.Module, generator: torch.Generator) -> torch.nn.Module:
+    """Give the zero-initialised DBs (and their MLPs) non-zero weights, so the prior matters."""
+    with torch.no_grad():
+        for block in model.restorer.dbs.values():
+            for param in block.parameters():
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.2)
+    return model
+
+
 def make_tiny_checkpoint(folder: Path) -> tuple[Path, Path]:
     """Tiny student and teacher weights files; the zero-initialised DBs get random weights."""
     torch.manual_seed(0)
     cfg = ModelConfig.preset("tiny")
     student, teacher = build_student(cfg), build_teacher(cfg)
     generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for model in (student, teacher):
-            for block in model.restorer.dbs.values():
-                for param in block.parameters():
-                    param.copy_(torch.randn(param.shape, generator=generator) * 0.2)
+    for model in (student, teacher):
+        trained_looking(model, generator)
     return save_model(student, folder / "student.safetensors"), save_model(teacher, folder / "teacher.safetensors")
 
 

@@ -13,23 +13,15 @@ from lupi_core.models import build_student, build_teacher
 from lupi_core.pipeline import Pipeline, forward_padded, load_pretrained, tile_starts
 from lupi_core.weights import WeightsError, save_model
 
+from helpers import trained_looking
+
 TINY = ModelConfig.preset("tiny")
-
-
-def _trained_looking(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Give the zero-initialised DBs (and their MLPs) non-zero weights, so the prior matters."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for block in model.restorer.dbs.values():
-            for param in block.parameters():
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.2)
-    return model
 
 
 @pytest.fixture(scope="module")
 def student():
     torch.manual_seed(0)
-    return _trained_looking(build_student(TINY)).eval()
+    return trained_looking(build_student(TINY), torch.Generator().manual_seed(0)).eval()
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +115,7 @@ def test_tiled_restore_shape_and_progress(student, photo):
 
 def test_tiled_identity_model_returns_the_input_exactly(photo):
     torch.manual_seed(0)
-    identity = _trained_looking(build_student(TINY)).eval()
+    identity = trained_looking(build_student(TINY), torch.Generator().manual_seed(0)).eval()
     with torch.no_grad():
         identity.restorer.output.weight.zero_()  # global residual: output == input
     image = photo[:100, :70]

@@ -4,7 +4,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,8 @@ from lupi_core.config import ModelConfig
 from lupi_core.models import build_student
 from lupi_core.trainer import SampleIndices, TrainConfig, Trainer, learning_rate, validation_patches
 from lupi_core.weights import load_model, model_info
+
+from helpers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ModelConfig.preset("tiny")
@@ -324,12 +325,6 @@ def test_resume_after_sigkill_is_exact(tmp_path):
 
 
 # -- DistributedDataParallel on two CPU processes ---------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port), OMP_NUM_THREADS="1")
@@ -348,7 +343,7 @@ def test_ddp_two_cpu_processes(tmp_path, monkeypatch):
     # Each rank saves its own final parameters at the end of the stage (see _ddp_worker_saving).
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     # fork, not spawn: the children inherit the imports (torch, this module), saving ~5 s each.
-    context = mp.start_processes(_ddp_worker_saving, args=(2, _free_port(), str(tmp_path)), nprocs=2,
+    context = mp.start_processes(_ddp_worker_saving, args=(2, free_port(), str(tmp_path)), nprocs=2,
                                  join=False, start_method="fork")
     deadline = time.monotonic() + 180
     while not context.join(timeout=1):
