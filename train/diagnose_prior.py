@@ -1,9 +1,9 @@
 """How well does the student's prior stand in for the teacher's? Prints, on held-out
 patches of a recipe (sample indices no training step draws), the spread of d_T and
-d_S, their centred cosine similarity, and the L1 of R_T and R_S fed d_T, d_S or the
-batch-mean d_T.
+d_S, their centred cosine similarity, the L1 of R_T and R_S fed d_T, d_S or the
+batch-mean d_T, and per task the L1 of the input and of the student (R_S with d_S).
 
-Usage: python train/diagnose_prior.py RUN_DIR RECIPE DATA_DIR [--patches N]
+Usage: python train/diagnose_prior.py RUN_DIR RECIPE DATA_DIR [--patches N] [--patch-size PX]
 """
 import argparse
 import sys
@@ -23,13 +23,15 @@ def main() -> None:
     parser.add_argument("recipe", type=Path)
     parser.add_argument("data", type=Path)
     parser.add_argument("--patches", type=int, default=64)
+    parser.add_argument("--patch-size", type=int, default=None, help="override the recipe's patch size")
     args = parser.parse_args()
     teacher = load_model(args.run / "teacher.safetensors", kind="teacher")
     student = load_model(args.run / "student.safetensors", kind="student")
-    dataset = load_recipe(args.recipe, args.data, seed=0)
+    dataset = load_recipe(args.recipe, args.data, seed=0, patch_size=args.patch_size)
     items = [dataset[10**15 + i] for i in range(args.patches)]
     degraded = torch.stack([item["degraded"] for item in items])
     clean = torch.stack([item["clean"] for item in items])
+    tasks = [item["task"] for item in items]
     with torch.no_grad():
         d_t, d_s = teacher.estimator(degraded, clean), student.predictor(degraded)
         centred = lambda d: d - d.mean(dim=1, keepdim=True)  # noqa: E731
@@ -42,6 +44,12 @@ def main() -> None:
         for name, restorer in (("R_T", teacher.restorer), ("R_S", student.restorer)):
             print(f"{name}: with d_T {l1(restorer, d_t):.4f}   with d_S {l1(restorer, d_s):.4f}   "
                   f"with mean d_T {l1(restorer, mean_t):.4f}")
+        student_error = (student.restorer(degraded, d_s) - clean).abs().mean(dim=(1, 2, 3))
+        input_error = (degraded - clean).abs().mean(dim=(1, 2, 3))
+        for task in sorted(set(tasks)):
+            mask = torch.tensor([t == task for t in tasks])
+            print(f"{task:>9} ({int(mask.sum())} patches): L1 of the input {input_error[mask].mean():.4f}   "
+                  f"of R_S with d_S {student_error[mask].mean():.4f}")
 
 
 if __name__ == "__main__":
