@@ -17,5 +17,11 @@ python -m lupi_core train \
   --recipe train/recipes/lupi-small.toml --data "$data" --out "$run-ft" \
   --preset small --init-from "$run" --stage1-steps 0 --stage2-steps 2400 --batch-size 8 \
   --lr 2e-4 --warmup-steps 50 --checkpoint-every 50 --val-every 300 --val-images 16 --threads 1
+# A third sitting: Stage 2 again from the second, on 128-px patches (the blur kernels
+# reach 32 px, half of a 64-px patch) at a lower peak learning rate, on two threads.
+python -m lupi_core train \
+  --recipe train/recipes/lupi-small.toml --data "$data" --out "$run-ft2" \
+  --preset small --init-from "$run-ft" --stage1-steps 0 --stage2-steps 2000 --batch-size 8 --patch-size 128 \
+  --lr 1.5e-4 --warmup-steps 50 --checkpoint-every 50 --val-every 400 --val-images 16 --threads 2
 # Ship: half-precision copies of the two weights files into assets/.
-python -m lupi_core export "$run-ft" --out assets --name lupi-small
+python -m lupi_core export "$run-ft2" --out assets --name lupi-small
