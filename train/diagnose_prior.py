@@ -38,14 +38,14 @@ def main() -> None:
         print(f"patches: {args.patches}")
         print(f"std of d_T: {d_t.std():.4f}   std of d_S: {d_s.std():.4f}")
         print(f"centred cosine(d_S, d_T): {F.cosine_similarity(centred(d_s), centred(d_t)).mean():.3f}")
-        l1 = lambda restorer, prior: (restorer(degraded, prior) - clean).abs().mean().item()  # noqa: E731
+        per_patch_l1 = lambda restorer, prior: (restorer(degraded, prior) - clean).abs().mean(dim=(1, 2, 3))  # noqa: E731
         mean_t = d_t.mean(dim=0, keepdim=True).expand_as(d_t)
-        print(f"L1 of the input: {(degraded - clean).abs().mean():.4f}")
-        for name, restorer in (("R_T", teacher.restorer), ("R_S", student.restorer)):
-            print(f"{name}: with d_T {l1(restorer, d_t):.4f}   with d_S {l1(restorer, d_s):.4f}   "
-                  f"with mean d_T {l1(restorer, mean_t):.4f}")
-        student_error = (student.restorer(degraded, d_s) - clean).abs().mean(dim=(1, 2, 3))
         input_error = (degraded - clean).abs().mean(dim=(1, 2, 3))
+        print(f"L1 of the input: {input_error.mean():.4f}")
+        for name, restorer in (("R_T", teacher.restorer), ("R_S", student.restorer)):
+            errors = {label: per_patch_l1(restorer, prior) for label, prior in (("d_T", d_t), ("d_S", d_s), ("mean d_T", mean_t))}
+            print(f"{name}: " + "   ".join(f"with {label} {error.mean():.4f}" for label, error in errors.items()))
+        student_error = errors["d_S"]  # the last restorer of the loop is R_S
         for task in sorted(set(tasks)):
             mask = torch.tensor([t == task for t in tasks])
             print(f"{task:>9} ({int(mask.sum())} patches): L1 of the input {input_error[mask].mean():.4f}   "
