@@ -189,8 +189,7 @@ def run_bench(preset: str = "small", size: int = 256, device: str = "cpu", runs:
     from .weights import load_model
 
     torch_device = torch.device(device)
-    if torch_device.type == "cpu":
-        keep_freed_memory()  # as the pipeline does: latency without page-faulting every activation
+    keep_freed_memory(torch_device.type)  # as the pipeline does: latency without page-faulting every activation
     student = load_model(checkpoint, kind="student") if checkpoint else None
     cfg = student.cfg if student is not None else ModelConfig.preset(preset)
     if student is None:

@@ -8,7 +8,7 @@ The forward passes are arranged for channels-last tensors on CPU, exactly
 equivalent to Restormer's: 1x1 convs run as matmuls over pixels, the GDFN's two
 branches are computed apart so GELU sees contiguous memory, and MDTA divides
 the C x C Gram matrix by the norms instead of normalising the C x HW maps.
-Together with `runtime.keep_freed_memory` this halves CPU inference time.
+Together with `cpu.keep_freed_memory` this halves CPU inference time.
 """
 from __future__ import annotations
 

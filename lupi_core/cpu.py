@@ -14,9 +14,10 @@ import sys
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # from glibc's malloc.h
 
 
-def keep_freed_memory() -> bool:
-    """Ask glibc to keep freed memory for reuse; returns whether the setting took (False off glibc)."""
-    if not sys.platform.startswith("linux"):
+def keep_freed_memory(device_type: str = "cpu") -> bool:
+    """Ask glibc to keep freed memory for reuse when computing on `device_type` "cpu" (a GPU
+    holds its activations elsewhere); returns whether the setting took (False off glibc)."""
+    if device_type != "cpu" or not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

@@ -59,8 +59,7 @@ class Pipeline:
                  device: str | torch.device = "cpu", tile: int = 512, tile_overlap: int = 32):
         _check_tile(tile, tile_overlap)
         self.device = torch.device(device)
-        if self.device.type == "cpu":
-            keep_freed_memory()
+        keep_freed_memory(self.device.type)
         # channels-last routes the depthwise convs to oneDNN: about 2x faster on CPU
         self.student = student.to(self.device, memory_format=torch.channels_last).eval()
         self.teacher = (teacher.to(self.device, memory_format=torch.channels_last).eval()

@@ -194,8 +194,7 @@ class Trainer:
         self.cfg, self.dataset, self.val_pairs = cfg, dataset, list(val_pairs)
         self.dist = Distributed.from_env(resolve_device(cfg.device).type)
         self.device = resolve_device(cfg.device, self.dist.local_rank)
-        if self.device.type == "cpu":
-            keep_freed_memory()
+        keep_freed_memory(self.device.type)
         self.model_cfg = cfg.model_config()
         self.checkpoint_dir = cfg.out_dir / "checkpoints"
         if self.dist.is_main:
