@@ -42,10 +42,11 @@ def main() -> None:
         mean_t = d_t.mean(dim=0, keepdim=True).expand_as(d_t)
         input_error = (degraded - clean).abs().mean(dim=(1, 2, 3))
         print(f"L1 of the input: {input_error.mean():.4f}")
+        errors = {}
         for name, restorer in (("R_T", teacher.restorer), ("R_S", student.restorer)):
-            errors = {label: per_patch_l1(restorer, prior) for label, prior in (("d_T", d_t), ("d_S", d_s), ("mean d_T", mean_t))}
-            print(f"{name}: " + "   ".join(f"with {label} {error.mean():.4f}" for label, error in errors.items()))
-        student_error = errors["d_S"]  # the last restorer of the loop is R_S
+            errors[name] = {label: per_patch_l1(restorer, prior) for label, prior in (("d_T", d_t), ("d_S", d_s), ("mean d_T", mean_t))}
+            print(f"{name}: " + "   ".join(f"with {label} {error.mean():.4f}" for label, error in errors[name].items()))
+        student_error = errors["R_S"]["d_S"]
         for task in sorted(set(tasks)):
             mask = torch.tensor([t == task for t in tasks])
             print(f"{task:>9} ({int(mask.sum())} patches): L1 of the input {input_error[mask].mean():.4f}   "
