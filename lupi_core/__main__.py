@@ -72,6 +72,18 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_task_weight(text: str) -> tuple[str, float]:
+    """NAME=W from the command line, for --task-weight."""
+    name, sep, value = text.partition("=")
+    try:
+        weight = float(value)
+    except ValueError:
+        weight = float("nan")
+    if not sep or not name or not weight > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: write NAME=W with a recipe task's name and a positive weight")
+    return name, weight
+
+
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     from .losses import ALIGN_FORMS
     from .trainer import MODES
@@ -81,6 +93,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--data", type=Path, help="root folder the recipe's paths are relative to")
     data.add_argument("--clean-folder", type=Path, help="train denoising on a folder of clean images")
     data.add_argument("--patch-size", type=int, default=None, help="override the recipe's patch size")
+    data.add_argument("--task-weight", action="append", default=[], metavar="NAME=W", type=parse_task_weight,
+                      help="override one recipe task's sampling weight (repeatable)")
     parser.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, logs, weights")
     parser.add_argument("--preset", default="small")
     parser.add_argument("--mode", choices=MODES, default="lupi")
@@ -119,7 +133,10 @@ def run_train(args: argparse.Namespace) -> int:
     if args.recipe:
         if args.data is None:
             raise SystemExit("--recipe needs --data DIR, the folder its paths are relative to")
-        dataset = load_recipe(args.recipe, args.data, seed=args.seed, patch_size=args.patch_size)
+        dataset = load_recipe(args.recipe, args.data, seed=args.seed, patch_size=args.patch_size,
+                              task_weights=dict(args.task_weight))
+    elif args.task_weight:
+        raise SystemExit("--task-weight reweights a recipe's tasks; give --recipe F --data DIR")
     elif args.clean_folder:
         dataset = noisy_folder(args.clean_folder, patch_size=args.patch_size or 64, seed=args.seed)
     else:

@@ -335,7 +335,8 @@ _RECIPE_KEYS = {"patch_size", "description", "task"}
 _TASK_KEYS = {"name", "task", "weight", "kind", "clean", "level_range", "sigma_range", "input", "target"}
 
 
-def load_recipe(recipe: str | Path | Mapping[str, Any], data_root: str | Path, seed: int = 0, patch_size: int | None = None) -> TaskMixture:
+def load_recipe(recipe: str | Path | Mapping[str, Any], data_root: str | Path, seed: int = 0, patch_size: int | None = None,
+                task_weights: Mapping[str, float] | None = None) -> TaskMixture:
     """A TaskMixture from a TOML recipe (a path or an already-parsed dict).
 
     Top level: patch_size (default 128; the argument overrides it), description,
@@ -343,7 +344,8 @@ def load_recipe(recipe: str | Path | Mapping[str, Any], data_root: str | Path, s
       name (required), weight (default 1), task (item label, default name), and either
       kind + clean [+ level_range, sigma_range]   synthetic degradation of clean images, or
       input + target                              real pairs (see PAIR_LAYOUTS).
-    Folders are relative to data_root unless absolute.
+    Folders are relative to data_root unless absolute. task_weights maps task names
+    to weights that replace the recipe's, for a sitting that leans on one task.
     """
     source = str(recipe) if isinstance(recipe, (str, Path)) else "recipe"
     if isinstance(recipe, (str, Path)):
@@ -361,6 +363,11 @@ def load_recipe(recipe: str | Path | Mapping[str, Any], data_root: str | Path, s
     if not tasks:
         raise ValueError(f"{source}: no [[task]] tables; add at least one")
     patch = int(patch_size if patch_size is not None else recipe.get("patch_size", 128))
+    task_weights = dict(task_weights or {})
+    unknown = sorted(set(task_weights) - {entry.get("name") for entry in tasks})
+    if unknown:
+        names = ", ".join(str(entry.get("name")) for entry in tasks)
+        raise ValueError(f"{source}: no task named {', '.join(unknown)} to reweight; its tasks are {names}")
     root = Path(data_root)
     components = []
     for k, entry in enumerate(tasks):
@@ -398,5 +405,5 @@ def load_recipe(recipe: str | Path | Mapping[str, Any], data_root: str | Path, s
             if "level_range" in entry or "sigma_range" in entry:
                 raise ValueError(f"{source}, task {name!r}: level_range/sigma_range apply to synthetic tasks (kind + clean) only")
             dataset = FolderPairs(folder("input"), folder("target"), patch_size=patch, seed=component_seed, task=label)
-        components.append((dataset, entry.get("weight", 1.0)))
+        components.append((dataset, task_weights.get(name, entry.get("weight", 1.0))))
     return TaskMixture(components, seed=seed)

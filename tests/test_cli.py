@@ -173,3 +173,14 @@ def test_export_ships_both_files_in_half_precision_with_their_info(cli):
         assert handle.get_tensor(handle.keys()[0]).dtype == torch.float16
     assert student.has_predictor
     assert "largest output change" in results["export"].stdout
+
+
+def test_task_weight_flag_reads_name_and_positive_weight():
+    import argparse
+
+    from lupi_core.__main__ import parse_task_weight
+
+    assert parse_task_weight("deblur-synthetic=1.6") == ("deblur-synthetic", 1.6)
+    for bad in ("deblur", "=2", "deblur=0", "deblur=-1", "deblur=heavy", "deblur=nan"):
+        with pytest.raises(argparse.ArgumentTypeError, match="NAME=W"):
+            parse_task_weight(bad)

@@ -266,6 +266,9 @@ def test_recipe_builds_a_mixture(tmp_path):
     assert same_item(mix[9], load_recipe(tmp_path / "r.toml", root, seed=1)[9])
     assert mix[0]["clean"].shape[-1] == 24
     assert load_recipe(tmp_path / "r.toml", root, patch_size=16)[0]["clean"].shape[-1] == 16
+    assert load_recipe(tmp_path / "r.toml", root, task_weights={"derain-real": 2.5}).weights == [3.0, 2.5]
+    with pytest.raises(ValueError, match="no task named derain to reweight; its tasks are denoise, derain-real"):
+        load_recipe(tmp_path / "r.toml", root, task_weights={"derain": 2.0})
     batch = next(iter(DataLoader(mix, batch_size=4)))
     assert batch["degraded"].shape == (4, 3, 24, 24) and len(batch["task"]) == 4
 
