@@ -3,6 +3,7 @@
 Starting Python with torch takes a few seconds, so the module fixture prepares every
 scenario's files and runs all the commands at once; each test then checks one of them.
 """
+import argparse
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 
+from lupi_core.__main__ import parse_task_weight
 from lupi_core.config import ModelConfig
 from lupi_core.models import build_backbone, build_student, build_teacher, count_parameters
 from lupi_core.weights import load_model, model_info, save_model
@@ -176,10 +178,6 @@ def test_export_ships_both_files_in_half_precision_with_their_info(cli):
 
 
 def test_task_weight_flag_reads_name_and_positive_weight():
-    import argparse
-
-    from lupi_core.__main__ import parse_task_weight
-
     assert parse_task_weight("deblur-synthetic=1.6") == ("deblur-synthetic", 1.6)
     for bad in ("deblur", "=2", "deblur=0", "deblur=-1", "deblur=heavy", "deblur=nan"):
         with pytest.raises(argparse.ArgumentTypeError, match="NAME=W"):
