@@ -107,6 +107,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--align", choices=ALIGN_FORMS, default="kl", help="form of L_align (eq. 4)")
     parser.add_argument("--align-temperature", type=float, default=0.15)
     parser.add_argument("--align-weight", type=float, default=1.0, help="lambda_align of eq. 4")
+    parser.add_argument("--frequency-weight", type=float, default=0.0,
+                        help="add this weight x the L1 between spectra to the reconstruction L1 (0: L1 alone, as the paper)")
     parser.add_argument("--student-from-teacher", action=argparse.BooleanOptionalAction, default=False,
                         help="start R_S from R_T's weights")
     parser.add_argument("--init-from", type=Path, default=None,
@@ -146,6 +148,7 @@ def run_train(args: argparse.Namespace) -> int:
         stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps, batch_size=args.batch_size, lr=args.lr,
         warmup_steps=args.warmup_steps,
         align=AlignConfig(args.align, args.align_temperature, args.align_weight),
+        frequency_weight=args.frequency_weight,
         student_from_teacher=args.student_from_teacher, init_from=args.init_from,
         checkpoint_every=args.checkpoint_every,
         val_every=args.val_every, seed=args.seed, device=args.device, num_workers=args.workers,

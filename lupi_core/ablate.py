@@ -109,7 +109,9 @@ def _check_same_run(cfg) -> None:
     if not saved.is_file():
         return
     old, new = json.loads(saved.read_text()), json.loads(cfg.to_json())
-    changed = sorted(k for k in new.keys() - _RUNTIME_FIELDS if old.get(k) != new[k])
+    # a field added since that run was saved counts as its default value
+    defaults = json.loads(type(cfg)(out_dir=cfg.out_dir).to_json())
+    changed = sorted(k for k in new.keys() - _RUNTIME_FIELDS if old.get(k, defaults[k]) != new[k])
     if changed:
         raise ValueError(f"{cfg.out_dir} holds a run with other settings ({', '.join(changed)}); "
                          f"use another --out or delete that folder")

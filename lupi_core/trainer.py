@@ -32,7 +32,7 @@ from tqdm import tqdm
 from .config import ModelConfig
 from .cpu import keep_freed_memory
 from .images import quantize, to_float_image, to_tensor
-from .losses import AlignConfig, alignment_loss, reconstruction_loss
+from .losses import AlignConfig, alignment_loss, frequency_loss, reconstruction_loss
 from .metrics import psnr
 from .models import build_student, build_teacher
 from .pipeline import forward_padded
@@ -57,6 +57,8 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_steps: int = 100
     align: AlignConfig = field(default_factory=AlignConfig)
+    # Weight of the spectrum L1 added to the reconstruction L1 in both stages (0: the paper's L1 alone).
+    frequency_weight: float = 0.0
     student_from_teacher: bool = False
     # Warm start: each stage begins from an earlier run's weights (its teacher.safetensors and
     # student.safetensors) with a fresh learning-rate schedule, so a finished run can train on.
@@ -77,6 +79,8 @@ class TrainConfig:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if isinstance(self.align, dict):
             self.align = AlignConfig(**self.align)
+        if self.frequency_weight < 0:
+            raise ValueError(f"frequency_weight must be >= 0, got {self.frequency_weight}")
 
     def model_config(self) -> ModelConfig:
         return ModelConfig.preset(self.preset, estimator_design=self.estimator_design)
@@ -217,8 +221,7 @@ class Trainer:
 
         def loss_fn(model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
             restored, _ = model(batch["degraded"], batch["clean"])
-            loss = reconstruction_loss(restored, batch["clean"])
-            return {"loss": loss, "l1": loss}
+            return self._reconstruction(restored, batch["clean"])
 
         return Stage("stage1", teacher, loss_fn, self.cfg.stage1_steps, TEACHER_FILE, 0,
                      lambda deg, clean: teacher(deg, clean)[0])
@@ -237,16 +240,24 @@ class Trainer:
 
         def loss_fn(model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
             restored, student_prior = model(batch["degraded"])
-            l1 = reconstruction_loss(restored, batch["clean"])
+            losses = self._reconstruction(restored, batch["clean"])
             if estimator is None:
-                return {"loss": l1, "l1": l1}
+                return losses
             with torch.no_grad():
                 teacher_prior = estimator(batch["degraded"], batch["clean"])
             align = alignment_loss(student_prior.float(), teacher_prior.float(), align_cfg)
-            return {"loss": l1 + align_cfg.weight * align, "l1": l1, "align": align}
+            return {**losses, "loss": losses["loss"] + align_cfg.weight * align, "align": align}
 
         return Stage("stage2", student, loss_fn, self.cfg.stage2_steps, STUDENT_FILE, 10**12,
                      lambda deg, clean: student(deg)[0])
+
+    def _reconstruction(self, restored: torch.Tensor, clean: torch.Tensor) -> dict[str, torch.Tensor]:
+        """L_recon: the L1 of eq. 3, plus the spectrum L1 when frequency_weight > 0."""
+        l1 = reconstruction_loss(restored, clean)
+        if not self.cfg.frequency_weight:
+            return {"loss": l1, "l1": l1}
+        spectrum = frequency_loss(restored, clean)
+        return {"loss": l1 + self.cfg.frequency_weight * spectrum, "l1": l1, "spectrum": spectrum}
 
     def _warm_start(self, model: nn.Module, weights_file: str, kind: str) -> None:
         if self.cfg.init_from is None:

@@ -66,3 +66,14 @@ def test_changed_settings_refuse_to_mix_runs(ablation):
     changed = [*argv[:argv.index("--steps") + 1], "4", *argv[argv.index("--steps") + 2:], "--tables", "3"]
     with pytest.raises(ValueError, match="other settings"):
         ablate.run(parser.parse_args(changed))
+
+
+def test_a_run_saved_before_a_setting_existed_still_resumes(ablation):
+    import json
+
+    out, parser, argv = ablation
+    saved = out / "no-predictor-seed0" / "train_config.json"
+    config = json.loads(saved.read_text())
+    del config["frequency_weight"]  # as written before the setting was added, at its default
+    saved.write_text(json.dumps(config))
+    assert ablate.run(parser.parse_args(argv)) == 0

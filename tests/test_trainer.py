@@ -244,6 +244,18 @@ def test_init_from_warm_starts_both_stages_with_a_fresh_schedule(lupi_run, tmp_p
         Trainer(_config(tmp_path / "other", init_from=earlier, preset="small"), NoisyPhotos(32))._stage1()
 
 
+def test_frequency_weight_adds_the_spectrum_l1_in_both_stages(tmp_path):
+    Trainer(_config(tmp_path, frequency_weight=0.5), NoisyPhotos(32)).run()
+    for stage, extra in (("stage1", "l1"), ("stage2", "align")):
+        log = _log(tmp_path / f"{stage}_log.jsonl")
+        assert len(log) == 3 and all(r["spectrum"] > 0 for r in log), stage
+        for r in log:
+            rest = r["align"] if extra == "align" else 0.0
+            assert r["loss"] == pytest.approx(r["l1"] + 0.5 * r["spectrum"] + rest, abs=2e-5)
+    with pytest.raises(ValueError, match="frequency_weight"):
+        _config(tmp_path, frequency_weight=-1.0)
+
+
 # -- the ablation modes ------------------------------------------------------------------------------
 @pytest.mark.parametrize("mode,has_predictor", [("no-privileged", True), ("no-predictor", False)])
 def test_ablation_modes_write_a_student(tmp_path, mode, has_predictor):

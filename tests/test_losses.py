@@ -1,0 +1,60 @@
+"""The training objectives: the spectrum L1 that may join the reconstruction L1, and L_align of eq. 4."""
+import math
+
+import pytest
+import skimage.data
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from lupi_core.losses import (
+    AlignConfig,
+    alignment_loss,
+    frequency_loss,
+    reconstruction_loss,
+)
+
+
+def _photo() -> torch.Tensor:
+    image = skimage.data.astronaut()[100:228, 100:228].astype("float32") / 255.0
+    return torch.from_numpy(image).permute(2, 0, 1)[None]
+
+
+def test_frequency_loss_of_a_constant_offset_is_its_dc_term():
+    clean = _photo()
+    h, w = clean.shape[-2:]
+    offset = 0.1
+    # Orthonormal FFT: a constant c puts c * sqrt(HW) in the DC bin and nothing elsewhere.
+    coefficients = clean.shape[1] * h * (w // 2 + 1) * 2
+    expected = clean.shape[1] * offset * math.sqrt(h * w) / coefficients
+    assert frequency_loss(clean + offset, clean).item() == pytest.approx(expected, rel=1e-4)
+    assert frequency_loss(clean, clean).item() == 0.0
+
+
+def test_frequency_loss_does_not_grow_with_the_patch_size():
+    torch.manual_seed(0)
+    small, large = torch.randn(1, 3, 64, 64) * 0.1, torch.randn(1, 3, 256, 256) * 0.1
+    zeros = torch.zeros_like
+    assert frequency_loss(small, zeros(small)).item() == pytest.approx(frequency_loss(large, zeros(large)).item(), rel=0.05)
+
+
+def test_frequency_loss_weighs_blur_more_than_a_brightness_shift_of_equal_l1():
+    clean = _photo()
+    blurred = torch.from_numpy(ndimage.gaussian_filter(clean.numpy(), sigma=(0, 0, 2, 2)))
+    shift = F.l1_loss(blurred, clean).item()
+    brighter = clean + shift
+    assert reconstruction_loss(brighter, clean).item() == pytest.approx(reconstruction_loss(blurred, clean).item(), rel=1e-3)
+    assert frequency_loss(blurred, clean) > 3 * frequency_loss(brighter, clean)
+
+
+def test_alignment_loss_is_zero_at_the_teacher_and_pulls_towards_it():
+    torch.manual_seed(0)
+    teacher = torch.randn(4, 512)
+    student = torch.randn(4, 512, requires_grad=True)
+    for form in ("kl", "l1", "mse"):
+        cfg = AlignConfig(form=form)
+        assert alignment_loss(teacher.clone(), teacher, cfg).item() == pytest.approx(0.0, abs=1e-6)
+        loss = alignment_loss(student, teacher, cfg)
+        (grad,) = torch.autograd.grad(loss, student)
+        moved = student.detach() - 0.01 * grad
+        assert alignment_loss(moved, teacher, cfg) < loss, form
