@@ -60,5 +60,12 @@ python -m lupi_core train \
   --task-weight denoise-bsd400=2.0 --task-weight deblur-synthetic=1.5 --task-weight derain-synthetic=1.0 \
   --frequency-weight 1.0 --seed 8 \
   --lr 1e-4 --warmup-steps 50 --checkpoint-every 50 --val-every 400 --val-images 16 --threads 2
+# A ninth sitting: Stage 2 again from the eighth, sampling blur twice as much.
+python -m lupi_core train \
+  --recipe train/recipes/lupi-small.toml --data "$data" --out "$run-ft9" \
+  --preset small --init-from "$run-ft8" --stage1-steps 0 --stage2-steps 900 --batch-size 8 --patch-size 128 \
+  --task-weight denoise-bsd400=2.0 --task-weight deblur-synthetic=3.0 --task-weight derain-synthetic=1.0 \
+  --frequency-weight 1.0 --seed 9 \
+  --lr 1e-4 --warmup-steps 50 --checkpoint-every 50 --val-every 450 --val-images 16 --threads 2
 # Ship: half-precision copies of the two weights files into assets/.
-python -m lupi_core export "$run-ft8" --out assets --name lupi-small
+python -m lupi_core export "$run-ft9" --out assets --name lupi-small
