@@ -112,7 +112,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--student-from-teacher", action=argparse.BooleanOptionalAction, default=False,
                         help="start R_S from R_T's weights")
     parser.add_argument("--init-from", type=Path, default=None,
-                        help="an earlier run folder: start each stage from its weights with a fresh schedule")
+                        help="an earlier run folder, or a folder of exported weights such as assets/: "
+                             "start each stage from its weights with a fresh schedule")
     parser.add_argument("--checkpoint-every", type=int, default=200)
     parser.add_argument("--val-every", type=int, default=500)
     parser.add_argument("--val-images", type=int, default=8, help="patches, outside the training draws, scored for validation PSNR (0: none)")

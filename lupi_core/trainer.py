@@ -90,6 +90,19 @@ class TrainConfig:
         return json.dumps({**asdict(self), **paths}, indent=2)
 
 
+def warm_start_file(folder: Path, weights_file: str, kind: str) -> Path:
+    """The weights `--init-from` reads: a run folder's `weights_file`, or else the one exported
+    `NAME-<kind>.safetensors` in the folder (`assets/` holds the shipped model under those names)."""
+    if (folder / weights_file).is_file():
+        return folder / weights_file
+    exported = sorted(folder.glob(f"*-{kind}.safetensors"))
+    if len(exported) == 1:
+        return exported[0]
+    found = f"{len(exported)} files named *-{kind}.safetensors" if exported else "neither"
+    raise FileNotFoundError(f"--init-from {folder}: expected {weights_file} (a run folder) or one exported "
+                            f"NAME-{kind}.safetensors (like assets/), found {found}")
+
+
 def learning_rate(step: int, total: int, peak: float, warmup: int) -> float:
     """Linear warm-up to `peak`, then cosine decay to zero at `total`."""
     if step < warmup:
@@ -262,9 +275,10 @@ class Trainer:
     def _warm_start(self, model: nn.Module, weights_file: str, kind: str) -> None:
         if self.cfg.init_from is None:
             return
-        earlier = load_model(self.cfg.init_from / weights_file, kind=kind)
+        path = warm_start_file(self.cfg.init_from, weights_file, kind)
+        earlier = load_model(path, kind=kind)
         if earlier.cfg != self.model_cfg:
-            raise ValueError(f"{self.cfg.init_from / weights_file} is a different architecture from preset "
+            raise ValueError(f"{path} is a different architecture from preset "
                              f"{self.cfg.preset!r}; warm-start from a run of the same preset")
         model.load_state_dict(earlier.state_dict())
 

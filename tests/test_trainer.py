@@ -244,6 +244,22 @@ def test_init_from_warm_starts_both_stages_with_a_fresh_schedule(lupi_run, tmp_p
         Trainer(_config(tmp_path / "other", init_from=earlier, preset="small"), NoisyPhotos(32))._stage1()
 
 
+def test_init_from_reads_exported_weights(lupi_run, tmp_path):
+    """A folder like assets/ (NAME-teacher / NAME-student, as `export` writes them) warm-starts too."""
+    earlier, outputs, _ = lupi_run
+    exported = tmp_path / "exported"
+    exported.mkdir()
+    for kind in ("teacher", "student"):
+        (exported / f"mine-{kind}.safetensors").write_bytes(outputs[kind].read_bytes())
+    trainer = Trainer(_config(tmp_path / "run", stage1_steps=0, stage2_steps=2, init_from=exported), NoisyPhotos(32))
+    _assert_same_tensors(trainer._stage1().model.state_dict(), load_model(outputs["teacher"]).state_dict())
+    (exported / "other-teacher.safetensors").write_bytes(outputs["teacher"].read_bytes())
+    with pytest.raises(FileNotFoundError, match="found 2 files named"):
+        trainer._stage1()
+    with pytest.raises(FileNotFoundError, match="found neither"):
+        Trainer(_config(tmp_path / "run2", init_from=tmp_path / "run"), NoisyPhotos(32))._stage1()
+
+
 def test_frequency_weight_adds_the_spectrum_l1_in_both_stages(tmp_path):
     Trainer(_config(tmp_path, frequency_weight=0.5), NoisyPhotos(32)).run()
     for stage in ("stage1", "stage2"):
