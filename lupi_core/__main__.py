@@ -170,13 +170,13 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from .weights import export_weights
+    from .weights import export_weights, exported_name
 
     for kind in ("student", "teacher"):
         source = args.run_dir / f"{kind}.safetensors"
         if kind == "teacher" and not source.is_file():
             continue
-        target, change = export_weights(source, args.out / f"{args.name}-{kind}.safetensors", args.half,
+        target, change = export_weights(source, args.out / exported_name(args.name, kind), args.half,
                                         args.max_change)
         print(f"{kind}: {target} (largest output change from fp32: {change * 255:.3f} / 255)")
     return 0

@@ -36,7 +36,7 @@ from .losses import AlignConfig, alignment_loss, frequency_loss, reconstruction_
 from .metrics import psnr
 from .models import build_student, build_teacher
 from .pipeline import forward_padded
-from .weights import load_model, save_model
+from .weights import exported_name, load_model, save_model
 
 MODES = ("lupi", "no-privileged", "no-predictor")
 TEACHER_FILE, STUDENT_FILE = "teacher.safetensors", "student.safetensors"
@@ -95,12 +95,12 @@ def warm_start_file(folder: Path, weights_file: str, kind: str) -> Path:
     `NAME-<kind>.safetensors` in the folder (`assets/` holds the shipped model under those names)."""
     if (folder / weights_file).is_file():
         return folder / weights_file
-    exported = sorted(folder.glob(f"*-{kind}.safetensors"))
+    exported = sorted(folder.glob(exported_name("*", kind)))
     if len(exported) == 1:
         return exported[0]
-    found = f"{len(exported)} files named *-{kind}.safetensors" if exported else "neither"
+    found = f"{len(exported)} files named {exported_name('*', kind)}" if exported else "neither"
     raise FileNotFoundError(f"--init-from {folder}: expected {weights_file} (a run folder) or one exported "
-                            f"NAME-{kind}.safetensors (like assets/), found {found}")
+                            f"{exported_name('NAME', kind)} (like assets/), found {found}")
 
 
 def learning_rate(step: int, total: int, peak: float, warmup: int) -> float:

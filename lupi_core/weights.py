@@ -26,6 +26,11 @@ class WeightsError(RuntimeError):
     """A weights file that cannot be used; the message names the file."""
 
 
+def exported_name(name: str, kind: str) -> str:
+    """The file `export` writes for a model kind under a prefix: NAME-student / NAME-teacher."""
+    return f"{name}-{kind}.safetensors"
+
+
 def save_model(model: StudentSystem | TeacherSystem, path: str | Path, *, half: bool = False,
                info: dict | None = None) -> Path:
     """Write `model` with its config (and optional `info`, e.g. training steps) in the metadata."""

@@ -246,12 +246,12 @@ def test_init_from_warm_starts_both_stages_with_a_fresh_schedule(lupi_run, tmp_p
 
 def test_init_from_reads_exported_weights(lupi_run, tmp_path):
     """A folder like assets/ (NAME-teacher / NAME-student, as `export` writes them) warm-starts too."""
-    earlier, outputs, _ = lupi_run
+    _, outputs, _ = lupi_run
     exported = tmp_path / "exported"
     exported.mkdir()
     for kind in ("teacher", "student"):
         (exported / f"mine-{kind}.safetensors").write_bytes(outputs[kind].read_bytes())
-    trainer = Trainer(_config(tmp_path / "run", stage1_steps=0, stage2_steps=2, init_from=exported), NoisyPhotos(32))
+    trainer = Trainer(_config(tmp_path / "run", stage1_steps=0, init_from=exported), NoisyPhotos(32))
     _assert_same_tensors(trainer._stage1().model.state_dict(), load_model(outputs["teacher"]).state_dict())
     (exported / "other-teacher.safetensors").write_bytes(outputs["teacher"].read_bytes())
     with pytest.raises(FileNotFoundError, match="found 2 files named"):
