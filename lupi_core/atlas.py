@@ -384,6 +384,10 @@ class Atlas:
         json_path.write_text(json.dumps(doc, indent=1, sort_keys=False) + "\n")
         return npz_path, json_path
 
+    @staticmethod
+    def exists(path: str | Path = DEFAULT_ATLAS) -> bool:
+        return all(p.is_file() for p in _paths(path))
+
     @classmethod
     def load(cls, path: str | Path = DEFAULT_ATLAS) -> "Atlas":
         """Read an atlas written by `save` (no pickles: np.load runs with allow_pickle=False)."""

@@ -39,6 +39,12 @@ class ChannelLayerNorm(nn.Module):
         return x.permute(0, 3, 1, 2)
 
 
+def attention_sums(q: torch.Tensor, k: torch.Tensor) -> list[torch.Tensor]:
+    """The sums over pixels MDTA's attention is made of: q^T k and the squared channel norms."""
+    return [q.transpose(-2, -1) @ k, torch.linalg.vector_norm(q, dim=2).square(),
+            torch.linalg.vector_norm(k, dim=2).square()]
+
+
 class MDTA(nn.Module):
     """Multi-Dconv head Transposed Attention: attention across channels, not pixels."""
 
@@ -49,17 +55,24 @@ class MDTA(nn.Module):
         self.qkv = nn.Conv2d(dim, dim * 3, 1, bias=False)
         self.qkv_dwconv = nn.Conv2d(dim * 3, dim * 3, 3, padding=1, groups=dim * 3, bias=False)
         self.project_out = nn.Conv2d(dim, dim, 1, bias=False)
+        self.shared: SharedAttention | None = None  # set while the tiles of one image run
+
+    def channel_attention(self, gram: torch.Tensor, q_square: torch.Tensor, k_square: torch.Tensor) -> torch.Tensor:
+        """softmax(temperature * cos(q_i, k_j)) from sums over pixels: the Gram matrix q^T k and
+        the squared norms of q's and k's channels (F.normalize's floor on the norms)."""
+        q_norm, k_norm = q_square.sqrt().clamp_min(1e-12), k_square.sqrt().clamp_min(1e-12)
+        cosine = gram / (q_norm[..., :, None] * k_norm[..., None, :])
+        return (cosine * self.temperature).softmax(dim=-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
         q, k, v = self.qkv_dwconv(pointwise(x, self.qkv.weight)).chunk(3, dim=1)
         # b x head x (h w) x c views of the channels-last maps: no copies
         q, k, v = (t.permute(0, 2, 3, 1).reshape(b, h * w, self.heads, -1).transpose(1, 2) for t in (q, k, v))
-        # cos(q_i, k_j) = q_i.k_j / (|q_i| |k_j|), with F.normalize's floor on the norms
-        q_norm = torch.linalg.vector_norm(q, dim=2).clamp_min(1e-12)
-        k_norm = torch.linalg.vector_norm(k, dim=2).clamp_min(1e-12)
-        cosine = (q.transpose(-2, -1) @ k) / (q_norm[..., :, None] * k_norm[..., None, :])
-        attn = (cosine * self.temperature).softmax(dim=-1)
+        if self.shared is None:
+            attn = self.channel_attention(*attention_sums(q, k))
+        else:
+            attn = self.shared.attention(self, q, k, (h, w))
         out = (v @ attn.transpose(-2, -1)).transpose(1, 2).reshape(b, h, w, -1).permute(0, 3, 1, 2)
         return pointwise(out, self.project_out.weight)
 
@@ -80,6 +93,64 @@ class GDFN(nn.Module):
                                 padding=1, groups=hidden)
                        for half in (slice(0, hidden), slice(hidden, None)))
         return pointwise(F.gelu(gate) * value, self.project_out.weight)
+
+
+class SharedAttention:
+    """One image's MDTA state, shared by its tiles so that they restore as the whole image would.
+
+    MDTA's channel attention is a function of sums over *every* pixel of a feature map; a tile
+    restored alone sums over its own pixels only, and a dark or hazy tile then comes out with a
+    brightness of its own (a seam). The sums are additive, so they can be collected tile by tile:
+    while `collecting`, each MDTA adds the sums over the pixels the current tile owns (`region`,
+    in input pixels, scaled to the layer's resolution) and attends with the attention of the
+    previous pass (`fixed`), or its own when there is none; `fix()` turns the sums into the
+    attention the next pass uses. Inference only.
+    """
+
+    def __init__(self) -> None:
+        self.fixed: dict[MDTA, torch.Tensor] = {}
+        self.sums: dict[MDTA, list[torch.Tensor]] = {}
+        self.collecting = False
+        self.region: tuple[int, int, int, int] | None = None  # (y0, y1, x0, x1) owned; None: all
+        self.input_size: tuple[int, int] = (0, 0)
+
+    def attention(self, layer: MDTA, q: torch.Tensor, k: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        if self.collecting:
+            sums = attention_sums(self._owned(q, size), self._owned(k, size))
+            if layer in self.sums:
+                for total, part in zip(self.sums[layer], sums):
+                    total += part
+            else:
+                self.sums[layer] = sums
+        if layer in self.fixed:
+            return self.fixed[layer]
+        return layer.channel_attention(*attention_sums(q, k))
+
+    def _owned(self, t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """The rows of a b x head x (h w) x c map that lie in the owned region."""
+        if self.region is None:
+            return t
+        h, w = size
+        scale = self.input_size[0] // h
+        y0, y1, x0, x1 = (edge // scale for edge in self.region)
+        b, heads, _, c = t.shape
+        return t.reshape(b, heads, h, w, c)[:, :, y0:y1, x0:x1].reshape(b, heads, -1, c)
+
+    def fix(self) -> None:
+        """The collected sums become the attention every MDTA uses from now on."""
+        self.fixed = {layer: layer.channel_attention(*sums) for layer, sums in self.sums.items()}
+        self.sums = {}
+
+    def attach(self, model: nn.Module) -> None:
+        for module in model.modules():
+            if isinstance(module, MDTA):
+                module.shared = self
+
+    @staticmethod
+    def detach(model: nn.Module) -> None:
+        for module in model.modules():
+            if isinstance(module, MDTA):
+                module.shared = None
 
 
 class TransformerBlock(nn.Module):

@@ -3,61 +3,60 @@
 `load_pretrained()` gives a `Pipeline` whose `restore()` takes a uint8 array or
 PIL image of any size and returns the same type and size: reflect-padded to a
 multiple of 8 and cropped back (never centre-cropped), and run through
-overlapping tiles when large so memory stays bounded. `prior()` runs D_S alone.
+overlapping tiles that share the whole image's attention statistics when large
+(`tiling`), so memory stays bounded and no seam shows. An input that the prior
+reads as clean (against the atlas) is left as it is unless forced, and
+`strength` blends the restoration with the input. `prior()` runs D_S alone.
+`restore_float()` is the model itself, ungated and unblended: what metrics score.
 The command line, the evaluation harness and the app all call this module.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from .cpu import keep_freed_memory
 from .images import ImageError, to_float_image, to_rgb_uint8, to_tensor, quantize
+from .atlas import DEFAULT_ATLAS, Atlas
 from .models import StudentSystem, TeacherSystem
+from .tiling import blend_strength, check_tile, restore_tiled, tile_starts
 from .weights import WeightsError, load_model
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_STUDENT = ASSETS / "lupi-small-student.safetensors"
 DEFAULT_TEACHER = ASSETS / "lupi-small-teacher.safetensors"
-MULTIPLE = 8  # three 2x downsamplings inside R and D
 
 Progress = Callable[[int, int], None]
 
 
-def forward_padded(fn: Callable[..., torch.Tensor], image: torch.Tensor, *more: torch.Tensor) -> torch.Tensor:
-    """Run fn on tensors padded to a multiple of 8 (reflect; replicate when too small) and crop back."""
-    h, w = image.shape[-2:]
-    pad = (0, -w % MULTIPLE, 0, -h % MULTIPLE)
-    mode = "reflect" if h > pad[3] and w > pad[1] else "replicate"
-    padded = [F.pad(t, pad, mode=mode) if any(pad) else t for t in (image, *more)]
-    return fn(*padded)[..., :h, :w]
+@dataclass(frozen=True)
+class Restoration:
+    """What `Pipeline.restoration` did: the HxWx3 float32 result, what the prior read the input
+    as (`Atlas.describe`, or None without a matching atlas), and whether it was left as it is."""
 
+    image: np.ndarray
+    reading: dict[str, Any] | None
+    left_as_is: bool
 
-def _check_tile(tile: int, overlap: int) -> None:
-    if tile % MULTIPLE or tile <= overlap:
-        raise ValueError(f"tile must be a multiple of {MULTIPLE} and larger than the overlap ({overlap})")
-
-
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of size `tile` covering [0, length), the last one flush with the end."""
-    if length <= tile:
-        return [0]
-    stride = tile - overlap
-    starts = list(range(0, length - tile, stride))
-    return starts + [length - tile]
+    @property
+    def message(self) -> str:
+        if self.left_as_is:
+            return f"looks clean ({self.reading['text']}): left as it is; force a restoration to change it"
+        return f"looks like {self.reading['text']}" if self.reading else "restored"
 
 
 class Pipeline:
     """The deployed student (D_S + R_S), and optionally the teacher's D_T for comparisons."""
 
     def __init__(self, student: StudentSystem, teacher: TeacherSystem | None = None,
-                 device: str | torch.device = "cpu", tile: int = 512, tile_overlap: int = 32):
-        _check_tile(tile, tile_overlap)
+                 device: str | torch.device = "cpu", tile: int = 512, tile_overlap: int = 64,
+                 tile_refine: int = 2, atlas: Atlas | None = None):
+        check_tile(tile, tile_overlap)
         self.device = torch.device(device)
         keep_freed_memory(self.device.type)
         # channels-last routes the depthwise convs to oneDNN: about 2x faster on CPU
@@ -65,11 +64,21 @@ class Pipeline:
         self.teacher = (teacher.to(self.device, memory_format=torch.channels_last).eval()
                         if teacher is not None else None)
         self.cfg = student.cfg
-        self.tile, self.tile_overlap = tile, tile_overlap
+        self.tile, self.tile_overlap, self.tile_refine = tile, tile_overlap, tile_refine
+        self.atlas: Atlas | None = None
+        if atlas is not None:
+            self.use_atlas(atlas)
 
     @property
     def has_prior(self) -> bool:
         return self.student.has_predictor
+
+    def use_atlas(self, atlas: Atlas) -> None:
+        """Read priors against `atlas` (what the input looks like; whether it looks clean)."""
+        if not atlas.matches(self):
+            raise ValueError("this atlas was built with another predictor D_S; rebuild it with "
+                             "python -m lupi_core atlas --checkpoint WEIGHTS")
+        self.atlas = atlas
 
     def _input(self, image: np.ndarray | Image.Image) -> torch.Tensor:
         return to_tensor(to_rgb_uint8(image)).to(self.device, memory_format=torch.channels_last)
@@ -123,41 +132,50 @@ class Pipeline:
             if prior_tensor.shape[1] != self.cfg.prior_dim:
                 raise ValueError(f"a prior must have {self.cfg.prior_dim} values, got {prior_tensor.shape[1]}")
         run = lambda x: self.student.restorer(x, prior_tensor)  # noqa: E731
-        tile = tile or self.tile
-        _check_tile(tile, self.tile_overlap)
-        h, w = tensor.shape[-2:]
-        ys, xs = tile_starts(h, tile, self.tile_overlap), tile_starts(w, tile, self.tile_overlap)
-        if len(ys) * len(xs) == 1:
-            output = forward_padded(run, tensor)
-            if progress:
-                progress(1, 1)
-        else:  # overlapping tiles, averaged where they overlap
-            output = torch.zeros_like(tensor)
-            weight = torch.zeros_like(tensor[:, :1])
-            total, done = len(ys) * len(xs), 0
-            for y in ys:
-                for x in xs:
-                    crop = tensor[..., y:y + tile, x:x + tile]
-                    output[..., y:y + tile, x:x + tile] += forward_padded(run, crop)
-                    weight[..., y:y + tile, x:x + tile] += 1
-                    done += 1
-                    if progress:
-                        progress(done, total)
-            output /= weight
+        output = restore_tiled(self.student.restorer, run, tensor, tile or self.tile, self.tile_overlap,
+                               self.tile_refine, progress)
         return to_float_image(output)
 
+    def read(self, image: np.ndarray | Image.Image) -> dict[str, Any] | None:
+        """What the prior says the image suffers from (`Atlas.describe`); None without an atlas."""
+        if self.atlas is None or not self.has_prior:
+            return None
+        return self.atlas.describe(self.prior(image))
+
+    def restoration(self, image: np.ndarray | Image.Image, strength: float = 1.0, force: bool = False,
+                    prior: np.ndarray | None = None, tile: int | None = None,
+                    progress: Progress | None = None) -> Restoration:
+        """Restore unless the prior reads the image as clean (then it is left as it is, unless
+        `force`), blended with the input by `strength` (0: the input exactly, 1: the restoration)."""
+        if not 0.0 <= strength <= 1.0:
+            raise ValueError(f"strength must be between 0 and 1, got {strength}")
+        array = to_rgb_uint8(image)
+        original = array.astype(np.float32) / 255.0
+        reading = self.read(array)
+        looks_clean = (reading is not None and reading["kind"] == "clean"
+                       and not reading["out_of_distribution"])
+        if (looks_clean and not force) or strength == 0:
+            return Restoration(original, reading, left_as_is=looks_clean and not force)
+        restored = self.restore_float(array, prior=prior, tile=tile, progress=progress)
+        return Restoration(blend_strength(original, restored, strength), reading, left_as_is=False)
+
     def restore(self, image: np.ndarray | Image.Image, prior: np.ndarray | None = None,
-                tile: int | None = None, progress: Progress | None = None) -> np.ndarray | Image.Image:
-        """Restore an image; the result has the input's type (array or PIL) and size, as uint8 RGB."""
-        restored = quantize(self.restore_float(image, prior=prior, tile=tile, progress=progress))
+                tile: int | None = None, progress: Progress | None = None, strength: float = 1.0,
+                force: bool = False) -> np.ndarray | Image.Image:
+        """Restore an image (see `restoration`); the result has the input's type (array or PIL)
+        and size, as uint8 RGB."""
+        result = self.restoration(image, strength=strength, force=force, prior=prior, tile=tile, progress=progress)
+        restored = quantize(result.image)
         return Image.fromarray(restored) if isinstance(image, Image.Image) else restored
 
 
 def load_pretrained(path: str | Path | None = None, teacher: str | Path | None = None,
-                    device: str | torch.device = "cpu", tile: int = 512) -> Pipeline:
+                    device: str | torch.device = "cpu", tile: int = 512, atlas: str | Path | None = None
+                    ) -> Pipeline:
     """Load a student weights file (default: the shipped model in assets/).
 
     With no `teacher` the shipped teacher is loaded too when `path` is the default and it exists.
+    With no `atlas` the shipped one is used when it was built with this student's D_S.
     """
     student_path = Path(path) if path is not None else DEFAULT_STUDENT
     if path is None and not DEFAULT_STUDENT.is_file():
@@ -168,4 +186,11 @@ def load_pretrained(path: str | Path | None = None, teacher: str | Path | None =
     teacher_model = None
     if teacher_path is not None and (teacher is not None or teacher_path.is_file()):
         teacher_model = load_model(teacher_path, kind="teacher", device=device)
-    return Pipeline(student, teacher_model, device=device, tile=tile)
+    pipeline = Pipeline(student, teacher_model, device=device, tile=tile)
+    if atlas is not None:
+        pipeline.use_atlas(Atlas.load(atlas))
+    elif Atlas.exists(DEFAULT_ATLAS) and pipeline.has_prior:
+        shipped = Atlas.load(DEFAULT_ATLAS)
+        if shipped.matches(pipeline):
+            pipeline.use_atlas(shipped)
+    return pipeline

@@ -35,7 +35,7 @@ from .images import quantize, to_float_image, to_tensor
 from .losses import AlignConfig, alignment_loss, frequency_loss, reconstruction_loss
 from .metrics import psnr
 from .models import build_student, build_teacher
-from .pipeline import forward_padded
+from .tiling import forward_padded
 from .weights import exported_name, load_model, save_model
 
 MODES = ("lupi", "no-privileged", "no-predictor")

@@ -10,7 +10,9 @@ from lupi_core import pipeline as pipeline_module
 from lupi_core.config import ModelConfig
 from lupi_core.images import ImageError
 from lupi_core.models import build_student, build_teacher
-from lupi_core.pipeline import Pipeline, forward_padded, load_pretrained, tile_starts
+from lupi_core.pipeline import Pipeline, load_pretrained
+from lupi_core.metrics import psnr
+from lupi_core.tiling import feather, forward_padded, owned_spans, tile_starts
 from lupi_core.weights import WeightsError, save_model
 
 from helpers import trained_looking
@@ -104,13 +106,59 @@ def test_tiled_restore_shape_and_progress(student, photo):
     image = photo[:100, :70]
     out = tiled.restore(image, progress=lambda done, total: calls.append((done, total)))
     assert out.shape == (100, 70, 3)
-    total = len(tile_starts(100, 32, 8)) * len(tile_starts(70, 32, 8))
-    assert total > 1
+    tiles = len(tile_starts(100, 32, 8)) * len(tile_starts(70, 32, 8))
+    total = (tiled.tile_refine + 1) * tiles  # a statistics pass, then the output pass
+    assert tiles > 1
     assert calls == [(i, total) for i in range(1, total + 1)]
     # An image that fits one tile reports one step.
     calls.clear()
     tiled.restore(photo[:24, :24], progress=lambda done, total: calls.append((done, total)))
     assert calls == [(1, 1)]
+
+
+def test_owned_spans_partition_each_axis_on_multiples_of_8():
+    for length, tile, overlap in ((100, 32, 8), (1000, 512, 64), (530, 128, 32)):
+        starts = tile_starts(length, tile, overlap)
+        spans = owned_spans(starts, tile, length)
+        absolute = [(s + a, s + b) for s, (a, b) in zip(starts, spans)]
+        assert absolute[0][0] == 0 and absolute[-1][1] == length
+        assert all(prev[1] == nxt[0] and nxt[0] % 8 == 0 for prev, nxt in zip(absolute, absolute[1:]))
+        assert all(0 <= a < b <= min(tile, length - s) for s, (a, b) in zip(starts, spans))
+
+
+def test_feather_weights_rise_across_overlaps_and_stay_positive():
+    starts = tile_starts(100, 32, 8)
+    weights = feather(starts, 32, 100)
+    assert torch.all(weights[0][:8] == 1)  # the image's own edge is not faded
+    assert torch.all(weights[1][:8] < 1) and torch.all(torch.diff(weights[1][:8]) > 0)
+    assert all(torch.all(w > 0) for w in weights)
+
+
+def independent_tiles(pipeline: Pipeline, image: np.ndarray, tile: int, overlap: int) -> np.ndarray:
+    """The tiling this project shipped before: every tile restored alone, overlaps averaged flat."""
+    tensor = pipeline._input(image)
+    prior = pipeline._prior_tensor(tensor)
+    run = lambda x: pipeline.student.restorer(x, prior)  # noqa: E731
+    output, weight = torch.zeros_like(tensor), torch.zeros_like(tensor[:, :1])
+    with torch.inference_mode():
+        for y in tile_starts(tensor.shape[2], tile, overlap):
+            for x in tile_starts(tensor.shape[3], tile, overlap):
+                output[..., y:y + tile, x:x + tile] += forward_padded(run, tensor[..., y:y + tile, x:x + tile])
+                weight[..., y:y + tile, x:x + tile] += 1
+    return (output / weight).clamp(0, 1)[0].permute(1, 2, 0).numpy()
+
+
+def test_tiles_agree_with_one_pass_where_their_brightness_differs(photo):
+    """A photo whose left half is dark and right half hazy-bright: a tile restored alone
+    takes its attention statistics from its own pixels and comes out at its own brightness;
+    tiles sharing the whole image's statistics restore as one pass does."""
+    pipeline = load_pretrained()
+    image = np.concatenate([photo[:384, :256] // 5, 150 + photo[:384, 256:] // 3], axis=1).astype(np.uint8)
+    whole = pipeline.restore_float(image, tile=512)
+    tiled = pipeline.restore_float(image, tile=256)  # 2 x 3 tiles
+    alone = independent_tiles(pipeline, image, 256, pipeline.tile_overlap)
+    assert psnr(alone, whole) < 40  # the old tiling shows the tiles on this image ...
+    assert psnr(tiled, whole) >= 40  # ... the shared statistics do not
 
 
 def test_tiled_identity_model_returns_the_input_exactly(photo):
@@ -127,21 +175,21 @@ def test_tiled_identity_model_returns_the_input_exactly(photo):
 
 def test_tile_argument_overrides_default(pipe, photo):
     calls = []
-    out = pipe.restore(photo[:100, :80], tile=48, progress=lambda d, t: calls.append(t))
+    out = pipe.restore(photo[:100, :80], tile=160, progress=lambda d, t: calls.append(t))
     assert out.shape == (100, 80, 3)
-    assert calls and calls[-1] == len(tile_starts(100, 48, 32)) * len(tile_starts(80, 48, 32)) > 1
-    # An override no larger than the overlap (32 by default) is refused clearly, not a crash inside range().
+    assert calls == [1]
+    # An override no larger than twice the overlap (64 by default) is refused clearly, not a crash inside range().
     with pytest.raises(ValueError, match="overlap"):
-        pipe.restore(photo[:100, :80], tile=32)
-    with pytest.raises(ValueError, match="multiple of 8"):
-        pipe.restore(photo[:100, :80], tile=60)
+        pipe.restore(photo[:100, :80], tile=128)
+    with pytest.raises(ValueError, match="multiples of 8"):
+        pipe.restore(photo[:100, :80], tile=260)
 
 
 def test_invalid_tile_raises(student):
-    with pytest.raises(ValueError, match="multiple of 8"):
+    with pytest.raises(ValueError, match="multiples of 8"):
         Pipeline(student, tile=30)
     with pytest.raises(ValueError):
-        Pipeline(student, tile=32, tile_overlap=32)
+        Pipeline(student, tile=32, tile_overlap=16)
 
 
 # -- the prior ------------------------------------------------------------------------------
@@ -241,8 +289,8 @@ def test_load_pretrained_without_default_file_says_so(tmp_path, monkeypatch):
 def test_load_pretrained_from_files(tmp_path, student, photo, monkeypatch):
     student_path = save_model(student, tmp_path / "s.safetensors")
     teacher_path = save_model(build_teacher(TINY), tmp_path / "t.safetensors")
-    pipe = load_pretrained(student_path, tile=64)
-    assert pipe.teacher is None and pipe.tile == 64
+    pipe = load_pretrained(student_path, tile=160)
+    assert pipe.teacher is None and pipe.tile == 160
     np.testing.assert_array_equal(pipe.restore(photo[:24, :40]), Pipeline(student).restore(photo[:24, :40]))
     assert load_pretrained(student_path, teacher=teacher_path).teacher is not None
     with pytest.raises(WeightsError, match="t.safetensors"):
