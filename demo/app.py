@@ -90,7 +90,11 @@ def build_app(pipeline: Pipeline, atlas: Atlas | None, examples: list[dict] | No
                             views_["severity"] = gr.Slider(0, SIGMA_MAX, value=25, step=1,
                                                            label="Noise sigma (0-255 scale)")
                             synth_btn = gr.Button("Degrade the clean original", elem_id="synth-btn")
-                        restore_btn = gr.Button("Restore", variant="primary", elem_id="restore-btn")
+                        views_["strength"] = gr.Slider(0, 1, value=1, step=0.05, elem_id="strength",
+                                                       label="Strength (0: the input, 1: the full restoration)")
+                        with gr.Row():
+                            restore_btn = gr.Button("Restore", variant="primary", elem_id="restore-btn", scale=2)
+                            force_btn = gr.Button("Restore anyway", elem_id="force-btn", scale=1)
                         views_["status"] = gr.Markdown("Load an image to begin.", elem_id="status")
                     with gr.Column(scale=1):
                         views_["restored"] = gr.ImageSlider(label="Before / after (drag the handle)", type="numpy",
@@ -232,10 +236,14 @@ def build_app(pipeline: Pipeline, atlas: Atlas | None, examples: list[dict] | No
         restore_keys = ["restored", "output_state", "difference", "difference_info", "download", "metrics", "status",
                         "describe"]
 
-        def on_restore(path, clean, progress=gr.Progress()):
-            return adapt(h.restore(path, clean, progress=progress), restore_keys)
-        restore_btn.click(on_restore, [views_["input_image"], views_["clean_state"]],
-                          [views_[k] for k in restore_keys], api_name="restore")
+        def on_restore(path, clean, strength=1.0, progress=gr.Progress()):
+            return adapt(h.restore(path, clean, strength, progress=progress), restore_keys)
+
+        def on_force(path, clean, strength=1.0, progress=gr.Progress()):
+            return adapt(h.restore(path, clean, strength, force=True, progress=progress), restore_keys)
+        restore_inputs = [views_["input_image"], views_["clean_state"], views_["strength"]]
+        restore_btn.click(on_restore, restore_inputs, [views_[k] for k in restore_keys], api_name="restore")
+        force_btn.click(on_force, restore_inputs, [views_[k] for k in restore_keys], api_name="restore_anyway")
 
         sigma_keys = ["insp_prior_plot", "insp_curve_plot", "insp_noisy", "insp_info"]
         fn, outs = event(h.inspect_sigma, sigma_keys)

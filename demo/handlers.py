@@ -9,6 +9,7 @@ the atlas (describe, nearest, place), degrade, metrics and the alignment loss.
 from __future__ import annotations
 
 import tempfile
+import time
 import uuid
 import warnings
 from pathlib import Path
@@ -47,6 +48,8 @@ class Handlers:
     def __init__(self, pipeline: Pipeline, atlas: Atlas | None = None, examples: list[dict] | None = None,
                  tmp_dir: str | Path | None = None):
         self.pipeline, self.atlas, self.examples = pipeline, atlas, list(examples or [])
+        if atlas is not None and pipeline.atlas is None and pipeline.has_prior and atlas.matches(pipeline):
+            pipeline.use_atlas(atlas)  # the pipeline reads inputs (clean or not) against the app's atlas
         self.tmp = Path(tmp_dir) if tmp_dir else Path(tempfile.mkdtemp(prefix="lupi-demo-"))
         self.tmp.mkdir(parents=True, exist_ok=True)
 
@@ -197,10 +200,11 @@ class Handlers:
         out["input_image"] = degraded
         return out
 
-    def restore(self, image: str | Path | np.ndarray | None, clean: np.ndarray | None,
-                progress: Progress = None) -> dict[str, Any]:
-        """Restore the input (a file path, as the page sends it, or an array): before/after,
-        the amplified difference, PSNR/SSIM when the clean original is known, a PNG to download."""
+    def restore(self, image: str | Path | np.ndarray | None, clean: np.ndarray | None, strength: float = 1.0,
+                force: bool = False, progress: Progress = None) -> dict[str, Any]:
+        """Restore the input (a file path, as the page sends it, or an array) at full resolution:
+        before/after, the amplified difference, PSNR/SSIM when the clean original is known, a PNG
+        to download. An input the prior reads as clean is left as it is unless `force`."""
         try:
             if isinstance(image, np.ndarray):
                 array = to_rgb_uint8(image)
@@ -212,22 +216,34 @@ class Handlers:
             clean = None
         tiles = None
         if progress is not None:
-            tiles = lambda done, total: progress((done, total), desc="restoring tiles")  # noqa: E731
+            started = time.perf_counter()
+
+            def tiles(done: int, total: int) -> None:
+                estimate = (time.perf_counter() - started) * total if done == 0 else None
+                progress((done, total), desc=f"restoring {total} tile passes" +
+                         (f", about {estimate:.0f} s" if estimate else ""))
         try:
-            restored_float = self.pipeline.restore_float(array, progress=tiles)
+            result = self.pipeline.restoration(array, strength=float(strength), force=bool(force), progress=tiles)
         except (ImageError, ValueError, RuntimeError) as error:
             return self.warn(f"restoration failed: {error}")
-        restored = quantize(restored_float)
+        restored = quantize(result.image)
         diff, gain = charts.difference_image(restored, array)
         download = save_png(restored, self.tmp / f"restored-{uuid.uuid4().hex[:8]}.png")
+        w, h = array.shape[1], array.shape[0]
+        if result.left_as_is:
+            status = f"{w} x {h} {result.message}: press **Restore anyway**."
+        else:
+            status = f"Restored {w} x {h} at full resolution" + (f", strength {strength:g}." if strength < 1 else ".")
         out = {"restored": (array, restored), "output_state": restored, "difference": diff,
                "difference_info": f"|output - input| x {gain} (gain {gain}: a difference of "
                                   f"{255 / gain:.0f}/255 shows as white)",
-               "download": str(download), "metrics": metrics_markdown(array, restored_float, clean),
-               "status": f"Restored {array.shape[1]} x {array.shape[0]}."}
+               "download": str(download), "metrics": metrics_markdown(array, result.image, clean),
+               "status": status}
         if self.pipeline.has_prior:
-            prior = self.pipeline.prior(array)
-            out["describe"] = describe_markdown(self.atlas.describe(prior) if self.atlas is not None else None)
+            reading = result.reading
+            if reading is None and self.atlas is not None:
+                reading = self.atlas.describe(self.pipeline.prior(array))
+            out["describe"] = describe_markdown(reading)
         return out
 
     def prior_report(self, path: str | None) -> dict[str, Any]:

@@ -18,18 +18,36 @@ MODULE_COMMANDS = {
 }
 
 
+def strength_value(text: str) -> float:
+    """--strength: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a strength from 0 (the input) to 1 (the full restoration)")
+    return value
+
+
 def add_restore_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", type=Path, help="image files or folders of images")
     parser.add_argument("--out", type=Path, required=True, help="folder for the restored PNGs")
     parser.add_argument("--checkpoint", type=Path, default=None, help="student weights (default: shipped model)")
-    parser.add_argument("--tile", type=int, default=512, help="tile size for large images (multiple of 8)")
+    parser.add_argument("--strength", type=strength_value, default=1.0,
+                        help="blend with the input: 0 writes the input, 1 (default) the full restoration")
+    parser.add_argument("--force", action=argparse.BooleanOptionalAction, default=False,
+                        help="restore images the prior reads as clean too (by default they are written unchanged)")
+    parser.add_argument("--tile", type=int, default=512,
+                        help="tile side for large images (multiple of 8); tiles share the whole image's statistics")
     parser.add_argument("--device", default="cpu")
 
 
 def run_restore(args: argparse.Namespace) -> int:
+    import time
+
     from tqdm import tqdm
 
-    from .images import ImageError, list_images, load_image, save_png
+    from .images import ImageError, list_images, load_image, quantize, save_png
     from .pipeline import load_pretrained
 
     files: list[Path] = []
@@ -42,12 +60,30 @@ def run_restore(args: argparse.Namespace) -> int:
     failures = 0
     for path in tqdm(files, desc="restoring", unit="image"):
         try:
-            restored = pipeline.restore(load_image(path))
+            image = load_image(path)
         except ImageError as error:
             tqdm.write(f"skipped: {error}")
             failures += 1
             continue
-        save_png(restored, args.out / f"{path.stem}.png")
+        started, tiles = time.perf_counter(), None
+
+        def progress(done: int, total: int) -> None:
+            nonlocal tiles
+            if total == 1:
+                return
+            if tiles is None:
+                estimate = (time.perf_counter() - started) * total
+                tqdm.write(f"{path.name}: {image.shape[1]} x {image.shape[0]}, {total} tile passes, "
+                           f"about {estimate:.0f} s")
+                tiles = tqdm(total=total, desc=path.name, unit="tile", leave=False)
+            tiles.update(done - tiles.n)
+
+        result = pipeline.restoration(image, strength=args.strength, force=args.force, progress=progress)
+        if tiles is not None:
+            tiles.close()
+        if result.left_as_is:
+            tqdm.write(f"{path.name}: {result.message} (--force)")
+        save_png(quantize(result.image), args.out / f"{path.stem}.png")
     print(f"wrote {len(files) - failures} image(s) to {args.out}")
     return 1 if failures else 0
 

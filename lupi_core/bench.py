@@ -142,6 +142,53 @@ def peak_memory_mb(name: str, cfg: ModelConfig, size: int, device: torch.device)
     return result["memory_mb"], f"peak RSS growth of a fresh process ({result['method']})"
 
 
+def _large_restore_child(spec_json: str) -> None:
+    """Runs in a fresh process: restore one large photo-like image with the pipeline; print its
+    time, tile passes and the process's peak RSS (everything: weights, image, tiles)."""
+    from .pipeline import load_pretrained
+
+    spec = json.loads(spec_json)
+    torch.set_num_threads(spec["threads"])
+    pipeline = load_pretrained(spec["checkpoint"])
+    width, height = spec["width"], spec["height"]
+    # a bundled photograph scaled up, plus noise: the content decides nothing but the prior's reading
+    from PIL import Image
+    from skimage import data as photographs
+
+    from .degrade import add_gaussian_noise
+    image = add_gaussian_noise(np.asarray(Image.fromarray(photographs.astronaut()).resize((width, height))), 15, 0)
+    passes = []
+    start = time.perf_counter()
+    pipeline.restore(image, force=True, progress=lambda done, total: passes.append(total))
+    seconds = time.perf_counter() - start
+    print(json.dumps({"width": width, "height": height, "seconds": seconds, "tile_passes": passes[-1],
+                      "tile": pipeline.tile, "peak_rss_mb": _status_kb("VmHWM") / 1024}))
+
+
+def bench_large_restore(checkpoint: str | Path | None, width: int, height: int) -> dict:
+    """`restore()` of a width x height image in a fresh process: seconds and peak RSS."""
+    spec = json.dumps({"checkpoint": str(checkpoint) if checkpoint else None, "width": width, "height": height,
+                       "threads": torch.get_num_threads()})
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    code = "import sys; from lupi_core.bench import _large_restore_child; _large_restore_child(sys.argv[1])"
+    done = subprocess.run([sys.executable, "-c", code, spec], env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"the large-image restore failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """WxH from the command line, for --large."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        width = height = 0
+    if width < 8 or height < 8:
+        raise argparse.ArgumentTypeError(f"{text!r}: write WIDTHxHEIGHT, e.g. 4000x3000")
+    return width, height
+
+
 # -- the benchmark ---------------------------------------------------------------------------
 def bench_models(models: dict[str, nn.Module], cfg: ModelConfig, size: int, device: torch.device,
                  runs: int, warmup: int, memory: bool = True) -> dict[str, dict]:
@@ -183,9 +230,11 @@ def bench_pipeline(checkpoint: str | Path | None, device: str, runs: int, warmup
 
 
 def run_bench(preset: str = "small", size: int = 256, device: str = "cpu", runs: int = 10, warmup: int = 2,
-              checkpoint: str | Path | None = None, memory: bool = True, pipeline: bool = True) -> dict:
+              checkpoint: str | Path | None = None, memory: bool = True, pipeline: bool = True,
+              large: tuple[int, int] | None = None) -> dict:
     """Table 5 for our backbone and student (and D_S alone) at 1x3xSxS; with `checkpoint`, its config and
-    weights. `pipeline` also times the shipped (or `checkpoint`) pipeline's restore() and prior()."""
+    weights. `pipeline` also times the shipped (or `checkpoint`) pipeline's restore() and prior();
+    `large` (width, height) restores one image that size in a fresh process (time, peak RSS)."""
     from .weights import load_model
 
     torch_device = torch.device(device)
@@ -205,6 +254,7 @@ def run_bench(preset: str = "small", size: int = 256, device: str = "cpu", runs:
         "size": size, "device": str(torch_device), "threads": torch.get_num_threads(), "runs": runs,
         "warmup": warmup, "rows": rows, "ratio": ratio, "published": PUBLISHED, "published_ratio": paper_ratio,
         "pipeline": bench_pipeline(checkpoint, device, min(runs, 5), 1) if pipeline else None,
+        "large": bench_large_restore(checkpoint, *large) if large else None,
     }
 
 
@@ -250,6 +300,11 @@ def bench_to_markdown(result: dict) -> str:
                     + (f"; prior() of 256x256 {pipe['prior_256_ms']:.1f} ms "
                        f"({verdict(pipe['prior_256_ms'], PRIOR_TARGET_MS)} the < {PRIOR_TARGET_MS:g} ms target)"
                        if "prior_256_ms" in pipe else "") + ".")
+    large = result.get("large")
+    if large:
+        text.append(f"- restore() of a {large['width']}x{large['height']} image: {large['seconds']:.0f} s "
+                    f"({large['tile_passes']} passes of {large['tile']} px tiles), peak RSS "
+                    f"{large['peak_rss_mb'] / 1024:.2f} GB for the whole process.")
     return "\n".join(text) + "\n"
 
 
@@ -264,6 +319,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True, help="measure peak memory")
     parser.add_argument("--pipeline", action=argparse.BooleanOptionalAction, default=True,
                         help="also time the shipped (or --checkpoint) pipeline's restore() and prior()")
+    parser.add_argument("--large", type=parse_size, default=None, metavar="WxH",
+                        help="also restore one WxH image (e.g. 4000x3000) in a fresh process: time and peak RSS")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
 
 
@@ -271,7 +328,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     result = run_bench(args.preset, args.size, args.device, args.runs, args.warmup, args.checkpoint,
-                       memory=args.memory, pipeline=args.pipeline)
+                       memory=args.memory, pipeline=args.pipeline, large=args.large)
     print(bench_to_markdown(result))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -150,14 +150,15 @@ class Pipeline:
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength must be between 0 and 1, got {strength}")
         array = to_rgb_uint8(image)
-        original = array.astype(np.float32) / 255.0
         reading = self.read(array)
         looks_clean = (reading is not None and reading["kind"] == "clean"
                        and not reading["out_of_distribution"])
         if (looks_clean and not force) or strength == 0:
-            return Restoration(original, reading, left_as_is=looks_clean and not force)
+            return Restoration(array.astype(np.float32) / 255.0, reading, left_as_is=looks_clean and not force)
         restored = self.restore_float(array, prior=prior, tile=tile, progress=progress)
-        return Restoration(blend_strength(original, restored, strength), reading, left_as_is=False)
+        if strength < 1:
+            restored = blend_strength(array.astype(np.float32) / 255.0, restored, strength)
+        return Restoration(restored, reading, left_as_is=False)
 
     def restore(self, image: np.ndarray | Image.Image, prior: np.ndarray | None = None,
                 tile: int | None = None, progress: Progress | None = None, strength: float = 1.0,

@@ -99,7 +99,8 @@ def restore_tiled(restorer: nn.Module, run: Callable[[torch.Tensor], torch.Tenso
                   tile: int, overlap: int, refine: int = 2, progress: Progress | None = None) -> torch.Tensor:
     """`run` (R with its prior bound) over a 1x3xHxW image: one pass when it fits a tile, else
     overlapping tiles sharing the whole image's MDTA statistics (see the module docstring).
-    `restorer` is the module whose MDTAs share them. `progress(done, total)` counts tile passes."""
+    `restorer` is the module whose MDTAs share them. `progress(done, total)` counts tile passes,
+    from (0, total) once the guide pass, about one tile pass long, is done."""
     check_tile(tile, overlap)
     h, w = image.shape[-2:]
     ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
@@ -117,6 +118,8 @@ def restore_tiled(restorer: nn.Module, run: Callable[[torch.Tensor], torch.Tenso
         shared.collecting = True
         forward_padded(run, guide_copy(image, tile * tile))
         shared.fix()
+        if progress:  # the guide pass took about as long as one tile pass will: callers estimate from here
+            progress(0, total)
         for last_pass in [False] * refine + [True]:
             shared.collecting = not last_pass
             output = torch.zeros_like(image) if last_pass else None

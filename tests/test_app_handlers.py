@@ -47,14 +47,31 @@ def test_upload_then_restore_a_path(handlers, photo):
 
 
 def test_restore_reports_tile_progress(handlers):
-    handlers.pipeline.tile = 40  # force tiles (overlap 32) on a small image
-    calls = []
+    handlers.pipeline.tile = 136  # force tiles (overlap 64) on a small image
+    calls, descriptions = [], []
+
+    def progress(value, desc=None):
+        calls.append(value)
+        descriptions.append(desc)
     try:
-        out = handlers.restore(np.zeros((48, 72, 3), np.uint8), None, progress=lambda value, desc=None: calls.append(value))
+        out = handlers.restore(np.zeros((160, 200, 3), np.uint8), None, progress=progress)
     finally:
         handlers.pipeline.tile = 512
     assert "restored" in out, out
     assert calls and calls[-1][0] == calls[-1][1] > 1
+    assert calls[0][0] == 0 and "about" in descriptions[0]  # a time estimate before the tiles start
+
+
+def test_a_clean_looking_input_is_left_alone_until_restore_anyway(handlers):
+    from lupi_core.atlas import bundled_image
+
+    clean = bundled_image("astronaut", 64)  # a clean sample of the test atlas: read as clean
+    kept = handlers.restore(clean, None)
+    assert "left as it is" in kept["status"] and "Restore anyway" in kept["status"]
+    np.testing.assert_array_equal(kept["restored"][1], clean)
+    forced = handlers.restore(clean, None, force=True)
+    assert forced["status"].startswith("Restored") and not np.array_equal(forced["restored"][1], clean)
+    np.testing.assert_array_equal(handlers.restore(clean, None, strength=0.0, force=True)["restored"][1], clean)
 
 
 def test_synthesize_knows_the_clean_original(handlers, photo):

@@ -102,6 +102,8 @@ def cli(tmp_path_factory):
         "restore": ["restore", files / "single.jpg", folder, "--out", files / "out", "--checkpoint", checkpoint],
         "corrupt": ["restore", corrupt / "x.png", "--out", corrupt / "out", "--checkpoint", bad_weights],
         "mixed": ["restore", mixed / "in", mixed / "readme.txt", "--out", mixed / "out", "--checkpoint", checkpoint],
+        "strength0": ["restore", folder, "--out", files / "out0", "--strength", "0", "--checkpoint", checkpoint],
+        "strength_bad": ["restore", folder, "--out", files / "out-bad", "--strength", "2", "--checkpoint", checkpoint],
     })
     return base, results
 
@@ -182,3 +184,13 @@ def test_task_weight_flag_reads_name_and_positive_weight():
     for bad in ("deblur", "=2", "deblur=0", "deblur=-1", "deblur=heavy", "deblur=nan"):
         with pytest.raises(argparse.ArgumentTypeError, match="NAME=W"):
             parse_task_weight(bad)
+
+
+def test_restore_at_strength_0_writes_the_inputs_exactly(cli):
+    base, results = cli
+    assert results["strength0"].returncode == 0, results["strength0"].stderr
+    for name in RESTORE_SIZES:
+        written = np.asarray(Image.open(base / "files" / "out0" / f"{name}.png"))
+        np.testing.assert_array_equal(written, np.asarray(Image.open(base / "files" / "in" / f"{name}.png")))
+    bad = results["strength_bad"]
+    assert bad.returncode == 2 and "strength from 0" in bad.stderr

@@ -109,7 +109,7 @@ def test_tiled_restore_shape_and_progress(student, photo):
     tiles = len(tile_starts(100, 32, 8)) * len(tile_starts(70, 32, 8))
     total = (tiled.tile_refine + 1) * tiles  # a statistics pass, then the output pass
     assert tiles > 1
-    assert calls == [(i, total) for i in range(1, total + 1)]
+    assert calls == [(i, total) for i in range(0, total + 1)]
     # An image that fits one tile reports one step.
     calls.clear()
     tiled.restore(photo[:24, :24], progress=lambda done, total: calls.append((done, total)))
@@ -299,3 +299,44 @@ def test_load_pretrained_from_files(tmp_path, student, photo, monkeypatch):
     monkeypatch.setattr(pipeline_module, "DEFAULT_STUDENT", student_path)
     monkeypatch.setattr(pipeline_module, "DEFAULT_TEACHER", teacher_path)
     assert load_pretrained().teacher is not None
+
+
+# -- restore only what is degraded; strength ---------------------------------------------------
+def test_strength_zero_returns_the_input_exactly_and_one_the_restoration(pipe, photo):
+    image = photo[:40, :56]
+    np.testing.assert_array_equal(pipe.restore(image, strength=0), image)
+    np.testing.assert_array_equal(pipe.restore(image, strength=1), pipe.restore(image))
+    half = pipe.restoration(image, strength=0.5).image
+    full = pipe.restore_float(image)
+    np.testing.assert_allclose(half, (image / 255.0 + full) / 2, atol=1e-6)
+    with pytest.raises(ValueError, match="strength"):
+        pipe.restore(image, strength=1.5)
+
+
+def test_an_input_the_prior_reads_as_clean_is_left_alone_unless_forced(tmp_path_factory):
+    from helpers import shared_model_and_atlas
+    from lupi_core.atlas import bundled_image
+    from lupi_core.degrade import add_gaussian_noise
+
+    student_path, _, atlas_path = shared_model_and_atlas(tmp_path_factory)
+    pipeline = load_pretrained(student_path, atlas=atlas_path)
+    clean = bundled_image("coffee", 64)  # the atlas' own clean sample: its prior reads "clean"
+    kept = pipeline.restoration(clean)
+    assert kept.left_as_is and kept.reading["kind"] == "clean" and "left as it is" in kept.message
+    np.testing.assert_array_equal(pipeline.restore(clean), clean)
+    forced = pipeline.restore(clean, force=True)
+    assert not np.array_equal(forced, clean)
+    np.testing.assert_array_equal(forced, pipeline.restore(clean, force=True, strength=1.0))
+    noisy = add_gaussian_noise(clean, 50, seed=0)
+    assert pipeline.read(noisy)["kind"] != "clean"
+    assert not pipeline.restoration(noisy).left_as_is
+
+
+def test_an_atlas_of_another_predictor_is_refused(tmp_path_factory):
+    from helpers import shared_model_and_atlas
+    from lupi_core.atlas import Atlas
+
+    _, _, atlas_path = shared_model_and_atlas(tmp_path_factory)
+    other = build_student(TINY)  # fresh weights: another D_S
+    with pytest.raises(ValueError, match="another predictor"):
+        Pipeline(other).use_atlas(Atlas.load(atlas_path))
