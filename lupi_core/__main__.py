@@ -1,6 +1,6 @@
 """The command line: `python -m lupi_core COMMAND --help`.
 
-restore, info and train live here; evaluate, bench, ablate and atlas are defined
+restore, info and train live here; evaluate, bench, ablate, atlas and probe are defined
 by their own modules (`add_arguments` / `run`). Nothing is parsed at import time.
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ MODULE_COMMANDS = {
     "bench": ("lupi_core.bench", "the paper's Table 5: parameters, GMAC, memory, latency"),
     "ablate": ("lupi_core.ablate", "train and score the Table 3 and Table 4 variants"),
     "atlas": ("lupi_core.atlas", "build the prior atlas the app shows"),
+    "probe": ("lupi_core.probe", "does the prior carry the degradation and steer the restorer? (steer, severity, kinds, alignment)"),
 }
 
 

@@ -51,7 +51,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 import numpy as np
 from PIL import Image
 
-from .images import ImageError, list_images, load_image, to_rgb_uint8
+from .images import (BUNDLED_IMAGES, ImageError, bundled_image, bundled_images, encode_thumbnail, fit_square,
+                     folder_images, load_image)
 
 if TYPE_CHECKING:  # the pipeline (and torch) is needed only to build an atlas
     from .pipeline import Pipeline
@@ -60,9 +61,6 @@ FORMAT = "lupi-atlas/1"
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_ATLAS = ASSETS / "atlas"
 
-# scikit-image photographs that ship inside the package (no download), all public
-# domain or CC0 according to skimage.data's docstrings. Grayscale ones become RGB.
-BUNDLED_IMAGES = ("astronaut", "camera", "chelsea", "coffee", "rocket", "hubble_deep_field", "brick", "gravel")
 DEGRADED_KINDS = ("noise", "rain", "haze", "blur", "lowlight", "mix")
 KINDS = ("clean",) + DEGRADED_KINDS  # the atlas' kinds, in display order
 NOISE_SIGMAS = tuple(range(5, 61, 5))
@@ -99,41 +97,6 @@ def default_specs(noise_sigmas: Iterable[float] = NOISE_SIGMAS, levels: Iterable
     specs += [Spec(kind, level=float(level)) for kind in ("rain", "haze", "blur", "lowlight") for level in levels]
     specs += [Spec("mix", level=float(level)) for level in mix_levels]
     return specs
-
-
-# -- images ---------------------------------------------------------------------------------------
-
-def fit_square(image: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
-    """Resize so the short side is `size` (area filter), then centre-crop to size x size."""
-    image = to_rgb_uint8(image)
-    h, w = image.shape[:2]
-    scale = size / min(h, w)
-    if scale != 1.0:
-        new = (max(size, round(w * scale)), max(size, round(h * scale)))
-        image = np.array(Image.fromarray(image).resize(new, Image.Resampling.LANCZOS if scale > 1 else Image.Resampling.BOX))
-    h, w = image.shape[:2]
-    y, x = (h - size) // 2, (w - size) // 2
-    return np.ascontiguousarray(image[y:y + size, x:x + size])
-
-
-def bundled_image(name: str, size: int | None = IMAGE_SIZE) -> np.ndarray:
-    """A photograph shipped inside scikit-image (read from the package, never downloaded)."""
-    import skimage.data
-
-    if name not in BUNDLED_IMAGES:
-        raise ValueError(f"unknown bundled image {name!r}; choose from {', '.join(BUNDLED_IMAGES)}")
-    image = to_rgb_uint8(getattr(skimage.data, name)())
-    return fit_square(image, size) if size else image
-
-
-def bundled_images(names: Sequence[str] = BUNDLED_IMAGES, size: int = IMAGE_SIZE) -> dict[str, np.ndarray]:
-    return {name: bundled_image(name, size) for name in names}
-
-
-def folder_images(folder: str | Path, limit: int | None = None, size: int = IMAGE_SIZE) -> dict[str, np.ndarray]:
-    """Images of a folder, keyed "folder:<file name>" (their thumbnails are never stored)."""
-    paths = list_images(folder)[:limit]
-    return {f"folder:{p.name}": fit_square(load_image(p), size) for p in paths}
 
 
 def is_bundled(image_name: str) -> bool:
@@ -175,14 +138,6 @@ def predictor_fingerprint(pipeline: "Pipeline") -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]
-
-
-def encode_thumbnail(image: np.ndarray, size: int = THUMBNAIL_SIZE, quality: int = 85) -> bytes:
-    """A size x size JPEG (the hover preview only; restorations are never JPEG)."""
-    thumb = Image.fromarray(image).resize((size, size), Image.Resampling.BOX)
-    buffer = io.BytesIO()
-    thumb.save(buffer, format="JPEG", quality=quality)
-    return buffer.getvalue()
 
 
 # -- the atlas ------------------------------------------------------------------------------------

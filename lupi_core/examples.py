@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .atlas import ASSETS, bundled_image
+from .atlas import ASSETS
+from .images import bundled_image
 from .degrade import degrade
 from .images import save_png
 

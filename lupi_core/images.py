@@ -6,12 +6,17 @@ wrong and what to do.
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+# scikit-image photographs that ship inside the package (no download), all public
+# domain or CC0 according to skimage.data's docstrings. Grayscale ones become RGB.
+BUNDLED_IMAGES = ("astronaut", "camera", "chelsea", "coffee", "rocket", "hubble_deep_field", "brick", "gravel")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -106,3 +111,46 @@ def to_float_image(tensor: torch.Tensor) -> np.ndarray:
 def quantize(image: np.ndarray) -> np.ndarray:
     """Float HxWx3 in [0, 1] -> uint8 with rounding."""
     return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+# -- photographs shipped with scikit-image, folders, thumbnails ------------------------------------
+
+def fit_square(image: np.ndarray, size: int = 256) -> np.ndarray:
+    """Resize so the short side is `size` (area filter), then centre-crop to size x size."""
+    image = to_rgb_uint8(image)
+    h, w = image.shape[:2]
+    scale = size / min(h, w)
+    if scale != 1.0:
+        new = (max(size, round(w * scale)), max(size, round(h * scale)))
+        image = np.array(Image.fromarray(image).resize(new, Image.Resampling.LANCZOS if scale > 1 else Image.Resampling.BOX))
+    h, w = image.shape[:2]
+    y, x = (h - size) // 2, (w - size) // 2
+    return np.ascontiguousarray(image[y:y + size, x:x + size])
+
+
+def bundled_image(name: str, size: int | None = 256) -> np.ndarray:
+    """A photograph shipped inside scikit-image (read from the package, never downloaded)."""
+    import skimage.data
+
+    if name not in BUNDLED_IMAGES:
+        raise ValueError(f"unknown bundled image {name!r}; choose from {', '.join(BUNDLED_IMAGES)}")
+    image = to_rgb_uint8(getattr(skimage.data, name)())
+    return fit_square(image, size) if size else image
+
+
+def bundled_images(names: Sequence[str] = BUNDLED_IMAGES, size: int = 256) -> dict[str, np.ndarray]:
+    return {name: bundled_image(name, size) for name in names}
+
+
+def folder_images(folder: str | Path, limit: int | None = None, size: int = 256) -> dict[str, np.ndarray]:
+    """Images of a folder, keyed "folder:<file name>" (their thumbnails are never stored)."""
+    paths = list_images(folder)[:limit]
+    return {f"folder:{p.name}": fit_square(load_image(p), size) for p in paths}
+
+
+def encode_thumbnail(image: np.ndarray, size: int = 64, quality: int = 85) -> bytes:
+    """A size x size JPEG (the hover preview only; restorations are never JPEG)."""
+    thumb = Image.fromarray(image).resize((size, size), Image.Resampling.BOX)
+    buffer = io.BytesIO()
+    thumb.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
