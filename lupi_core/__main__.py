@@ -123,7 +123,7 @@ def parse_task_weight(text: str) -> tuple[str, float]:
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     from .losses import ALIGN_FORMS
-    from .trainer import MODES
+    from .trainer import MODES, PRECISIONS
 
     data = parser.add_argument_group("data (a recipe, or a folder of clean images to add noise to)")
     data.add_argument("--recipe", type=Path, help="a task-mixture TOML (see train/recipes/)")
@@ -156,6 +156,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-images", type=int, default=8, help="patches, outside the training draws, scored for validation PSNR (0: none)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="auto: bf16 autocast on CUDA and on CPUs with AVX512-BF16/AMX, else fp32")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
@@ -189,7 +191,8 @@ def run_train(args: argparse.Namespace) -> int:
         frequency_weight=args.frequency_weight,
         student_from_teacher=args.student_from_teacher, init_from=args.init_from,
         checkpoint_every=args.checkpoint_every,
-        val_every=args.val_every, seed=args.seed, device=args.device, num_workers=args.workers,
+        val_every=args.val_every, seed=args.seed, device=args.device, precision=args.precision,
+        num_workers=args.workers,
         progress=args.progress)
     val = validation_patches(dataset, args.val_images)
     for name, path in Trainer(cfg, dataset, val).run().items():

@@ -31,12 +31,13 @@ class ChannelLayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels)) if with_bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.permute(0, 2, 3, 1)
+        dtype = x.dtype
+        x = x.permute(0, 2, 3, 1).float()  # fp32 statistics under bf16 autocast; a no-op in fp32
         if self.bias is not None:
             x = F.layer_norm(x, x.shape[-1:], self.weight, self.bias, eps=1e-5)
         else:  # BiasFree divides x itself, not x - mean, by the standard deviation.
             x = x * torch.rsqrt(x.var(-1, keepdim=True, unbiased=False) + 1e-5) * self.weight
-        return x.permute(0, 3, 1, 2)
+        return x.permute(0, 3, 1, 2).to(dtype)
 
 
 def attention_sums(q: torch.Tensor, k: torch.Tensor) -> list[torch.Tensor]:
@@ -60,9 +61,9 @@ class MDTA(nn.Module):
     def channel_attention(self, gram: torch.Tensor, q_square: torch.Tensor, k_square: torch.Tensor) -> torch.Tensor:
         """softmax(temperature * cos(q_i, k_j)) from sums over pixels: the Gram matrix q^T k and
         the squared norms of q's and k's channels (F.normalize's floor on the norms)."""
-        q_norm, k_norm = q_square.sqrt().clamp_min(1e-12), k_square.sqrt().clamp_min(1e-12)
-        cosine = gram / (q_norm[..., :, None] * k_norm[..., None, :])
-        return (cosine * self.temperature).softmax(dim=-1)
+        q_norm, k_norm = q_square.float().sqrt().clamp_min(1e-12), k_square.float().sqrt().clamp_min(1e-12)
+        cosine = gram.float() / (q_norm[..., :, None] * k_norm[..., None, :])
+        return (cosine * self.temperature).softmax(dim=-1).to(gram.dtype)  # softmax in fp32 under autocast
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape

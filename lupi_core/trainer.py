@@ -8,7 +8,8 @@
 One loop serves every stage: AdamW, linear warm-up then cosine decay to zero,
 checkpoints that resume exactly after a SIGKILL (weights, optimizer, step, RNG;
 the learning rate is a function of the step and the data a function of the
-sample index), bf16 autocast on CUDA, and DistributedDataParallel under torchrun.
+sample index), bf16 autocast on CUDA and on CPUs with native bf16 (LayerNorm,
+MDTA's softmax and the losses stay fp32), and DistributedDataParallel under torchrun.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from .tiling import forward_padded
 from .weights import exported_name, load_model, save_model
 
 MODES = ("lupi", "no-privileged", "no-predictor")
+PRECISIONS = ("auto", "bf16", "fp32")
 TEACHER_FILE, STUDENT_FILE = "teacher.safetensors", "student.safetensors"
 
 
@@ -68,6 +70,8 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     device: str = "auto"
+    # auto: bf16 autocast on CUDA and on CPUs with AVX512-BF16 or AMX (about 2x fp32 there), else fp32
+    precision: str = "auto"
     num_workers: int = 0
     progress: bool = True
 
@@ -77,6 +81,8 @@ class TrainConfig:
             self.init_from = Path(self.init_from)
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if isinstance(self.align, dict):
             self.align = AlignConfig(**self.align)
         if self.frequency_weight < 0:
@@ -152,6 +158,24 @@ class Distributed:
     def barrier(self) -> None:
         if self.world > 1:
             dist.barrier()
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), where bf16 autocast pays."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype a run uses (None: fp32 throughout)."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16" or device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16()):
+        return torch.bfloat16
+    return None
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -308,7 +332,11 @@ class Trainer:
             self.dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
             sampler=SampleIndices(step, cfg.batch_size, self.dist.rank, self.dist.world, stage.data_offset))
         batches = iter(loader)
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+        dtype = autocast_dtype(cfg.precision, device)
+        autocast = torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+        precision = "bf16 autocast" if dtype is not None else "fp32"
+        if self.dist.is_main:
+            print(f"[{stage.name}] precision: {precision}")
         log_path = cfg.out_dir / f"{stage.name}_log.jsonl"
         bar = tqdm(total=stage.steps, initial=step, desc=stage.name, disable=not (cfg.progress and self.dist.is_main),
                    dynamic_ncols=True)
@@ -330,7 +358,7 @@ class Trainer:
             if self.dist.is_main and (step % cfg.log_every == 0 or step == stage.steps):
                 values = {k: round(v.item(), 5) for k, v in losses.items()}
                 bar.set_postfix(values)
-                record = {"step": step, "lr": optimizer.param_groups[0]["lr"], **values,
+                record = {"step": step, "lr": optimizer.param_groups[0]["lr"], **values, "precision": precision,
                           "seconds": round(time.perf_counter() - started, 2)}
                 if self.val_pairs and (step % cfg.val_every == 0 or step == stage.steps):
                     record["val_psnr"] = self._validate(stage, model)
@@ -343,7 +371,8 @@ class Trainer:
         if self.dist.is_main:
             elapsed = time.perf_counter() - started
             info = {"stage": stage.name, "mode": cfg.mode, "steps": stage.steps,
-                    "batch_size": cfg.batch_size * self.dist.world, "seconds_this_sitting": round(elapsed, 1)}
+                    "batch_size": cfg.batch_size * self.dist.world, "seconds_this_sitting": round(elapsed, 1),
+                    "precision": precision}
             if cfg.init_from is not None:
                 info["init_from"] = str(cfg.init_from)  # the steps above came on top of that run's
             save_model(model, weights_path, info=info)

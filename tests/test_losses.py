@@ -58,3 +58,14 @@ def test_alignment_loss_is_zero_at_the_teacher_and_pulls_towards_it():
         (grad,) = torch.autograd.grad(loss, student)
         moved = student.detach() - 0.01 * grad
         assert alignment_loss(moved, teacher, cfg) < loss, form
+
+
+def test_kl_alignment_is_teacher_to_student_on_a_hand_computed_example():
+    """KL(p_T || p_S) with p = softmax(d / tau): d_S = (2, 0, 0), d_T = (0, 0, 0), tau = 1 gives
+    p_T = (1/3, 1/3, 1/3), p_S = (e^2, 1, 1) / (e^2 + 2) and, by hand,
+    KL(p_T || p_S) = 0.47427, where the other direction KL(p_S || p_T) would be 0.43304."""
+    student, teacher = torch.tensor([[2.0, 0.0, 0.0]]), torch.zeros(1, 3)
+    loss = alignment_loss(student, teacher, AlignConfig("kl", temperature=1.0))
+    assert loss.item() == pytest.approx(0.47427, abs=1e-5)
+    halved = alignment_loss(2 * student, teacher, AlignConfig("kl", temperature=2.0))
+    assert halved.item() == pytest.approx(0.47427, abs=1e-5)  # only d / tau matters

@@ -307,7 +307,7 @@ def _train_command(clean: Path, out: Path) -> list[str]:
             "--out", str(out), "--mode", "lupi", "--stage1-steps", "12", "--stage2-steps", "4",
             "--batch-size", "2", "--patch-size", "32", "--lr", "1e-3", "--warmup-steps", "2",
             "--checkpoint-every", "2", "--val-images", "0", "--threads", "1", "--no-progress",
-            "--device", "cpu", "--seed", "3"]
+            "--device", "cpu", "--seed", "3", "--precision", "bf16"]  # resume is exact under bf16 autocast
 
 
 def _env() -> dict:
@@ -405,3 +405,21 @@ def _ddp_worker_saving(rank: int, world: int, port: int, out: str) -> None:
 
     Trainer._run_stage = run_stage_and_save
     _ddp_worker(rank, world, port, out)
+
+
+def test_bf16_autocast_runs_is_logged_and_fp32_can_be_forced(tmp_path):
+    losses = {}
+    for precision, expected in (("bf16", "bf16 autocast"), ("fp32", "fp32")):
+        cfg = _config(tmp_path / precision, mode="no-predictor", precision=precision)
+        Trainer(cfg, NoisyPhotos()).run()
+        records = [json.loads(line) for line in (cfg.out_dir / "stage2_log.jsonl").read_text().splitlines()]
+        assert {r["precision"] for r in records} == {expected}
+        assert model_info(cfg.out_dir / "student.safetensors")["precision"] == expected
+        losses[precision] = [r["loss"] for r in records]
+    assert all(np.isfinite(losses["bf16"]))
+    assert losses["bf16"] != losses["fp32"]  # autocast really computed in bf16
+    assert np.allclose(losses["bf16"], losses["fp32"], rtol=0.05)
+    assert trainer_module.autocast_dtype("auto", torch.device("cpu")) == (
+        torch.bfloat16 if trainer_module.cpu_has_bf16() else None)
+    with pytest.raises(ValueError, match="precision"):
+        TrainConfig(out_dir=tmp_path, precision="fp16")
