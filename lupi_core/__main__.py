@@ -122,6 +122,7 @@ def parse_task_weight(text: str) -> tuple[str, float]:
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    from .config import ESTIMATOR_DESIGNS, ESTIMATOR_INPUTS, PRESETS
     from .losses import ALIGN_FORMS
     from .trainer import MODES, PRECISIONS
 
@@ -133,9 +134,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--task-weight", action="append", default=[], metavar="NAME=W", type=parse_task_weight,
                       help="override one recipe task's sampling weight (repeatable)")
     parser.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, logs, weights")
-    parser.add_argument("--preset", default="small")
     parser.add_argument("--mode", choices=MODES, default="lupi")
-    parser.add_argument("--estimator", choices=("siamese", "concat", "add"), default="siamese")
+    parser.add_argument("--estimator", choices=ESTIMATOR_DESIGNS, default="siamese", help="D_T's design (Table 4)")
+    parser.add_argument("--estimator-input", choices=ESTIMATOR_INPUTS, default="clean",
+                        help="what D_T sees beside I_d: the clean image (the paper) or the residual I_d - I_c")
+    parser.add_argument("--preset", default="small", choices=sorted(PRESETS))
     parser.add_argument("--stage1-steps", type=int, default=1000)
     parser.add_argument("--stage2-steps", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=8, help="per process")
@@ -146,6 +149,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--align-weight", type=float, default=1.0, help="lambda_align of eq. 4")
     parser.add_argument("--frequency-weight", type=float, default=0.0,
                         help="add this weight x the L1 between spectra to the reconstruction L1 (0: L1 alone, as the paper)")
+    parser.add_argument("--wrong-prior-weight", type=float, default=0.0,
+                        help="weight of the wrong-prior term: the true prior must beat another task's (0: off)")
+    parser.add_argument("--wrong-prior-margin", type=float, default=0.01, help="its margin, in L1 units")
+    parser.add_argument("--contrast-weight", type=float, default=0.0,
+                        help="weight of the supervised contrastive term clustering priors by task (0: off)")
+    parser.add_argument("--contrast-temperature", type=float, default=0.1)
     parser.add_argument("--student-from-teacher", action=argparse.BooleanOptionalAction, default=False,
                         help="start R_S from R_T's weights")
     parser.add_argument("--init-from", type=Path, default=None,
@@ -184,11 +193,14 @@ def run_train(args: argparse.Namespace) -> int:
     else:
         raise SystemExit("give the training data: --recipe F --data DIR, or --clean-folder DIR")
     cfg = TrainConfig(
-        out_dir=args.out, preset=args.preset, estimator_design=args.estimator, mode=args.mode,
+        out_dir=args.out, preset=args.preset, estimator_design=args.estimator,
+        estimator_input=args.estimator_input, mode=args.mode,
         stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps, batch_size=args.batch_size, lr=args.lr,
         warmup_steps=args.warmup_steps,
         align=AlignConfig(args.align, args.align_temperature, args.align_weight),
-        frequency_weight=args.frequency_weight,
+        frequency_weight=args.frequency_weight, wrong_prior_weight=args.wrong_prior_weight,
+        wrong_prior_margin=args.wrong_prior_margin, contrast_weight=args.contrast_weight,
+        contrast_temperature=args.contrast_temperature,
         student_from_teacher=args.student_from_teacher, init_from=args.init_from,
         checkpoint_every=args.checkpoint_every,
         val_every=args.val_every, seed=args.seed, device=args.device, precision=args.precision,

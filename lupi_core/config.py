@@ -15,6 +15,9 @@ from dataclasses import dataclass
 
 DB_SITES = ("latent", "decoder3", "decoder2", "decoder1", "refinement")
 ESTIMATOR_DESIGNS = ("siamese", "concat", "add")
+# What D_T sees beside I_d: the clean image (the paper) or the residual I_d - I_c, which carries
+# the degradation without the scene's brightness and colour that no student can predict.
+ESTIMATOR_INPUTS = ("clean", "residual")
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class ModelConfig:
     estimator_channels: tuple[int, int, int, int] = (64, 128, 256, 512)
     estimator_mlp_hidden: int = 512
     estimator_design: str = "siamese"
+    estimator_input: str = "clean"
 
     def __post_init__(self) -> None:
         unknown = set(self.db_sites) - set(DB_SITES)
@@ -45,6 +49,8 @@ class ModelConfig:
         if self.estimator_design not in ESTIMATOR_DESIGNS:
             raise ValueError(
                 f"unknown estimator design {self.estimator_design!r}; choose from {ESTIMATOR_DESIGNS}")
+        if self.estimator_input not in ESTIMATOR_INPUTS:
+            raise ValueError(f"unknown estimator input {self.estimator_input!r}; choose from {ESTIMATOR_INPUTS}")
         if self.layernorm_type not in ("WithBias", "BiasFree"):
             raise ValueError("layernorm_type must be 'WithBias' or 'BiasFree'")
         for level, heads in enumerate(self.heads):

@@ -5,6 +5,10 @@ the paper trains with L1 alone). MoCE-IR, the strongest published row on
 deblurring, trains with L1 plus such a term: blur removes high frequencies whose
 pixel-domain L1 is small, and the spectrum weighs them as much as the rest.
 
+Two optional terms (off by default; the paper has neither) make the prior matter:
+`wrong_prior_loss` asks R to restore worse under another task's prior, and
+`prior_contrast_loss` clusters priors by task. See docs/design.md.
+
 The paper says only that L_align is "a KL divergence" between d_S and d_T. The
 default follows KDSR, the closest published teacher-student prior distillation:
 KL(softmax(d_T / tau) || softmax(d_S / tau)) over the prior's dimensions with
@@ -46,6 +50,34 @@ def frequency_loss(restored: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
     """
     spectrum = torch.fft.rfft2(restored.float() - clean.float(), norm="ortho")
     return torch.view_as_real(spectrum).abs().mean()
+
+
+def wrong_prior_loss(restored: torch.Tensor, wrong: torch.Tensor, clean: torch.Tensor, different: torch.Tensor,
+                     margin: float) -> torch.Tensor:
+    """The true prior must restore better than another task's prior by `margin` (per-sample L1):
+    mean over pairs of different tasks of relu(margin + L1(own) - L1(wrong)). As CPL's negative
+    prompts: it is zero once the prior decides the restoration, and pulls R towards using it."""
+    own_error = (restored.float() - clean.float()).abs().mean(dim=(1, 2, 3))
+    wrong_error = (wrong.float() - clean.float()).abs().mean(dim=(1, 2, 3))
+    gap = F.relu(margin + own_error - wrong_error) * different
+    return gap.sum() / different.sum().clamp_min(1)
+
+
+def prior_contrast_loss(priors: torch.Tensor, labels: list[str], temperature: float) -> torch.Tensor:
+    """Supervised contrastive loss (SupCon) on a batch of priors: each prior's cosine similarity to
+    the priors of its own task against all others, so d clusters by degradation. Zero when no
+    sample has another of its task (nothing to pull together)."""
+    z = F.normalize(priors.float(), dim=1)
+    logits = z @ z.T / temperature
+    n = len(labels)
+    self_mask = torch.eye(n, dtype=torch.bool, device=priors.device)
+    same = torch.tensor([[a == b for b in labels] for a in labels], device=priors.device) & ~self_mask
+    log_prob = logits - torch.logsumexp(logits.masked_fill(self_mask, float("-inf")), dim=1, keepdim=True)
+    has_positive = same.any(dim=1)
+    if not has_positive.any():
+        return priors.sum() * 0
+    mean_positive = (log_prob * same).sum(dim=1)[has_positive] / same.sum(dim=1)[has_positive]
+    return -mean_positive.mean()
 
 
 def alignment_loss(student_prior: torch.Tensor, teacher_prior: torch.Tensor, cfg: AlignConfig) -> torch.Tensor:

@@ -15,6 +15,13 @@ from .prior import DegradationPredictor, PrivilegedEstimator
 from .restorer import Restorer
 
 
+def restore_twice(restorer: Restorer, degraded: torch.Tensor, prior: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """R on each image with its own prior and with the next sample's (detached): one batch of 2B,
+    so that the wrong-prior term costs one forward pass (and DDP sees one)."""
+    both = restorer(torch.cat([degraded, degraded]), torch.cat([prior, prior.roll(1, 0).detach()]))
+    return both.chunk(2)
+
+
 class TeacherSystem(nn.Module):
     """D_T + R_T: sees the clean image, so exists only during training."""
 
@@ -24,8 +31,12 @@ class TeacherSystem(nn.Module):
         self.estimator = PrivilegedEstimator(cfg)
         self.restorer = Restorer(cfg, with_prior=True)
 
-    def forward(self, degraded: torch.Tensor, clean: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, degraded: torch.Tensor, clean: torch.Tensor, wrong_prior: bool = False) -> tuple:
+        """(I_r, d_T); with `wrong_prior`, (I_r, d_T, I_r under the next sample's d_T)."""
         prior = self.estimator(degraded, clean)
+        if wrong_prior:
+            restored, wrong = restore_twice(self.restorer, degraded, prior)
+            return restored, prior, wrong
         return self.restorer(degraded, prior), prior
 
 
@@ -48,11 +59,15 @@ class StudentSystem(nn.Module):
             raise RuntimeError("this model has no degradation predictor D_S (it is the plain backbone)")
         return self.predictor(degraded)
 
-    def forward(self, degraded: torch.Tensor, prior: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Restore with D_S's own prior, or with a given one (counterfactuals, d_T)."""
+    def forward(self, degraded: torch.Tensor, prior: torch.Tensor | None = None, wrong_prior: bool = False
+                ) -> tuple:
+        """(I_o, d_S) with D_S's own prior, or with a given one (counterfactuals, d_T); with
+        `wrong_prior`, also I_o under the next sample's prior: (I_o, d_S, I_o wrong)."""
         if prior is None and self.predictor is not None:
             prior = self.predictor(degraded)
+        if wrong_prior:
+            restored, wrong = restore_twice(self.restorer, degraded, prior)
+            return restored, prior, wrong
         return self.restorer(degraded, prior), prior
 
 

@@ -2,7 +2,7 @@
 the Degradation-aware Block DB that injects d into the restorer (Figure 3).
 
 - D_T (Figure 3a) sees the degraded image I_d *and* the clean image I_c, the
-  privileged information. `siamese` (the paper's design) runs one shared
+  privileged information (or, with `estimator_input="residual"`, I_d - I_c). `siamese` (the paper's design) runs one shared
   encoder on each and fuses the features with a 3x3 conv; `concat` and `add`
   are the Table 4 alternatives that combine the images before one encoder.
 - D_S (Figure 3b) is one branch of the same encoder, seeing I_d alone.
@@ -38,7 +38,7 @@ class PrivilegedEstimator(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.design = cfg.estimator_design
+        self.design, self.input = cfg.estimator_design, cfg.estimator_input
         width = cfg.estimator_channels[-1]
         self.encoder = ConvEncoder(6 if self.design == "concat" else 3, cfg.estimator_channels)
         fused_in = 2 * width if self.design == "siamese" else width
@@ -46,6 +46,8 @@ class PrivilegedEstimator(nn.Module):
         self.head = prior_head(width, cfg.estimator_mlp_hidden, cfg.prior_dim)
 
     def forward(self, degraded: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+        if self.input == "residual":
+            clean = degraded - clean
         if self.design == "siamese":
             features = torch.cat([self.encoder(degraded), self.encoder(clean)], dim=1)
         elif self.design == "concat":

@@ -33,7 +33,8 @@ from tqdm import tqdm
 from .config import ModelConfig
 from .cpu import keep_freed_memory
 from .images import quantize, to_float_image, to_tensor
-from .losses import AlignConfig, alignment_loss, frequency_loss, reconstruction_loss
+from .losses import (AlignConfig, alignment_loss, frequency_loss, prior_contrast_loss, reconstruction_loss,
+                     wrong_prior_loss)
 from .metrics import psnr
 from .models import build_student, build_teacher
 from .tiling import forward_padded
@@ -51,6 +52,7 @@ class TrainConfig:
     out_dir: Path
     preset: str = "small"
     estimator_design: str = "siamese"
+    estimator_input: str = "clean"  # or "residual": D_T sees I_d - I_c (see config.ESTIMATOR_INPUTS)
     mode: str = "lupi"
     stage1_steps: int = 1000
     stage2_steps: int = 1000
@@ -61,6 +63,13 @@ class TrainConfig:
     align: AlignConfig = field(default_factory=AlignConfig)
     # Weight of the spectrum L1 added to the reconstruction L1 in both stages (0: the paper's L1 alone).
     frequency_weight: float = 0.0
+    # Terms that make the prior matter (0: off, the paper's recipe), in both stages: the true prior
+    # must beat another task's by `wrong_prior_margin` L1 (weight `wrong_prior_weight`), and priors
+    # cluster by task under a supervised contrastive loss (weight `contrast_weight`).
+    wrong_prior_weight: float = 0.0
+    wrong_prior_margin: float = 0.01
+    contrast_weight: float = 0.0
+    contrast_temperature: float = 0.1
     student_from_teacher: bool = False
     # Warm start: each stage begins from an earlier run's weights (its teacher.safetensors and
     # student.safetensors) with a fresh learning-rate schedule, so a finished run can train on.
@@ -85,11 +94,15 @@ class TrainConfig:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if isinstance(self.align, dict):
             self.align = AlignConfig(**self.align)
-        if self.frequency_weight < 0:
-            raise ValueError(f"frequency_weight must be >= 0, got {self.frequency_weight}")
+        for name in ("frequency_weight", "wrong_prior_weight", "wrong_prior_margin", "contrast_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.contrast_temperature <= 0:
+            raise ValueError(f"contrast_temperature must be > 0, got {self.contrast_temperature}")
 
     def model_config(self) -> ModelConfig:
-        return ModelConfig.preset(self.preset, estimator_design=self.estimator_design)
+        return ModelConfig.preset(self.preset, estimator_design=self.estimator_design,
+                                  estimator_input=self.estimator_input)
 
     def to_json(self) -> str:
         paths = {"out_dir": str(self.out_dir), "init_from": self.init_from and str(self.init_from)}
@@ -257,8 +270,8 @@ class Trainer:
         self._warm_start(teacher, TEACHER_FILE, "teacher")
 
         def loss_fn(model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
-            restored, _ = model(batch["degraded"], batch["clean"])
-            return self._reconstruction(restored, batch["clean"])
+            outputs = model(batch["degraded"], batch["clean"], wrong_prior=self.cfg.wrong_prior_weight > 0)
+            return self._with_prior_terms(self._reconstruction(outputs[0], batch["clean"]), outputs, batch)
 
         return Stage("stage1", teacher, loss_fn, self.cfg.stage1_steps, TEACHER_FILE, 0,
                      lambda deg, clean: teacher(deg, clean)[0])
@@ -276,8 +289,12 @@ class Trainer:
         align_cfg = self.cfg.align
 
         def loss_fn(model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
-            restored, student_prior = model(batch["degraded"])
+            with_prior = self.cfg.mode != "no-predictor"
+            outputs = model(batch["degraded"], wrong_prior=with_prior and self.cfg.wrong_prior_weight > 0)
+            restored, student_prior = outputs[:2]
             losses = self._reconstruction(restored, batch["clean"])
+            if with_prior:
+                losses = self._with_prior_terms(losses, outputs, batch)
             if estimator is None:
                 return losses
             with torch.no_grad():
@@ -295,6 +312,22 @@ class Trainer:
             return {"loss": l1, "l1": l1}
         spectrum = frequency_loss(restored, clean)
         return {"loss": l1 + self.cfg.frequency_weight * spectrum, "l1": l1, "spectrum": spectrum}
+
+    def _with_prior_terms(self, losses: dict[str, torch.Tensor], outputs: tuple, batch: dict
+                          ) -> dict[str, torch.Tensor]:
+        """Add the wrong-prior and contrast terms to a stage's losses, when their weights are on.
+        `outputs` is (restored, prior[, restored under the next sample's prior])."""
+        cfg = self.cfg
+        if cfg.wrong_prior_weight:
+            tasks = list(batch["task"])
+            different = torch.tensor([a != b for a, b in zip(tasks, tasks[-1:] + tasks[:-1])],
+                                     dtype=torch.float32, device=outputs[0].device)
+            wrong = wrong_prior_loss(outputs[0], outputs[2], batch["clean"], different, cfg.wrong_prior_margin)
+            losses = {**losses, "loss": losses["loss"] + cfg.wrong_prior_weight * wrong, "wrong_prior": wrong}
+        if cfg.contrast_weight:
+            contrast = prior_contrast_loss(outputs[1], list(batch["task"]), cfg.contrast_temperature)
+            losses = {**losses, "loss": losses["loss"] + cfg.contrast_weight * contrast, "contrast": contrast}
+        return losses
 
     def _warm_start(self, model: nn.Module, weights_file: str, kind: str) -> None:
         if self.cfg.init_from is None:

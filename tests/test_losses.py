@@ -11,7 +11,9 @@ from lupi_core.losses import (
     AlignConfig,
     alignment_loss,
     frequency_loss,
+    prior_contrast_loss,
     reconstruction_loss,
+    wrong_prior_loss,
 )
 
 
@@ -69,3 +71,45 @@ def test_kl_alignment_is_teacher_to_student_on_a_hand_computed_example():
     assert loss.item() == pytest.approx(0.47427, abs=1e-5)
     halved = alignment_loss(2 * student, teacher, AlignConfig("kl", temperature=2.0))
     assert halved.item() == pytest.approx(0.47427, abs=1e-5)  # only d / tau matters
+
+
+def test_wrong_prior_loss_is_zero_once_the_wrong_prior_is_worse_by_the_margin():
+    clean = torch.zeros(2, 3, 4, 4)
+    own = torch.full_like(clean, 0.02)  # L1 0.02 per sample
+    wrong = torch.full_like(clean, 0.05)  # L1 0.05: worse by 0.03
+    different = torch.ones(2)
+    assert wrong_prior_loss(own, wrong, clean, different, margin=0.03).item() == pytest.approx(0.0, abs=1e-7)
+    # margin 0.05: relu(0.05 + 0.02 - 0.05) = 0.02
+    assert wrong_prior_loss(own, wrong, clean, different, margin=0.05).item() == pytest.approx(0.02, abs=1e-6)
+    # a pair of the same task does not count
+    wrong_same = wrong.clone()
+    wrong_same[1] = 0.0  # sample 1's "wrong" prior restores perfectly, but it is of its own task
+    same = torch.tensor([1.0, 0.0])
+    assert wrong_prior_loss(own, wrong_same, clean, same, margin=0.05).item() == pytest.approx(0.02, abs=1e-6)
+    assert wrong_prior_loss(own, wrong, clean, torch.zeros(2), margin=0.05).item() == 0.0
+
+
+def test_wrong_prior_loss_pulls_the_own_restoration_closer_and_the_wrong_one_away():
+    clean = torch.zeros(1, 3, 4, 4)
+    own = torch.full_like(clean, 0.04).requires_grad_()
+    wrong = torch.full_like(clean, 0.05).requires_grad_()
+    wrong_prior_loss(own, wrong, clean, torch.ones(1), margin=0.05).backward()
+    assert torch.all(own.grad > 0)  # descent lowers the own error
+    assert torch.all(wrong.grad < 0)  # and raises the wrong-prior error
+
+
+def test_prior_contrast_loss_clusters_priors_by_task():
+    labels = ["noise", "noise", "rain", "rain"]
+    clustered = torch.tensor([[1.0, 0.0], [1.0, 0.1], [0.0, 1.0], [0.1, 1.0]])
+    mixed = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.1], [0.1, 1.0]])
+    assert prior_contrast_loss(clustered, labels, 0.1) < prior_contrast_loss(mixed, labels, 0.1)
+    assert prior_contrast_loss(mixed, ["a", "b", "c", "d"], 0.1).item() == 0.0  # no positives: zero
+    priors = mixed.clone().requires_grad_()
+    optimizer = torch.optim.SGD([priors], lr=0.05)
+    cosine = lambda p: F.cosine_similarity(p[0], p[1], dim=0).item()  # noqa: E731  (both "noise")
+    before = cosine(priors.detach())
+    for _ in range(20):
+        optimizer.zero_grad()
+        prior_contrast_loss(priors, labels, 0.1).backward()
+        optimizer.step()
+    assert cosine(priors.detach()) > before + 0.1

@@ -280,3 +280,18 @@ def test_config_is_immutable():
 def test_invalid_configs_raise(changes, message):
     with pytest.raises(ValueError, match=message):
         ModelConfig.preset("paper", **changes)
+
+
+def test_a_residual_estimator_sees_the_degraded_image_and_the_residual():
+    from lupi_core.prior import PrivilegedEstimator
+
+    torch.manual_seed(0)
+    residual = PrivilegedEstimator(ModelConfig.preset("tiny", estimator_input="residual")).eval()
+    paper = PrivilegedEstimator(ModelConfig.preset("tiny")).eval()
+    paper.load_state_dict(residual.state_dict())
+    degraded, clean = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(residual(degraded, clean), paper(degraded, degraded - clean))
+        assert not torch.allclose(residual(degraded, clean), paper(degraded, clean), atol=1e-4)
+    with pytest.raises(ValueError, match="estimator input"):
+        ModelConfig.preset("tiny", estimator_input="both")

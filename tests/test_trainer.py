@@ -423,3 +423,20 @@ def test_bf16_autocast_runs_is_logged_and_fp32_can_be_forced(tmp_path):
         torch.bfloat16 if trainer_module.cpu_has_bf16() else None)
     with pytest.raises(ValueError, match="precision"):
         TrainConfig(out_dir=tmp_path, precision="fp16")
+
+
+def test_wrong_prior_and_contrast_terms_add_to_the_loss_in_both_stages(tmp_path):
+    class TwoTasks(NoisyPhotos):
+        def __getitem__(self, index):
+            return {**super().__getitem__(index), "task": "denoise" if index % 2 else "other"}
+
+    cfg = _config(tmp_path, mode="lupi", batch_size=4, wrong_prior_weight=2.0, wrong_prior_margin=0.05,
+                  contrast_weight=0.5)
+    Trainer(cfg, TwoTasks()).run()
+    for stage in ("stage1", "stage2"):
+        for r in _log(tmp_path / f"{stage}_log.jsonl"):
+            expected = r["l1"] + 2.0 * r["wrong_prior"] + 0.5 * r["contrast"] + r.get("align", 0.0)
+            assert r["loss"] == pytest.approx(expected, rel=1e-3, abs=1e-4), (stage, r)
+            assert r["wrong_prior"] > 0 and r["contrast"] > 0
+    with pytest.raises(ValueError, match="contrast_temperature"):
+        TrainConfig(out_dir=tmp_path, contrast_temperature=0)
