@@ -48,6 +48,7 @@ class Handlers:
     def __init__(self, pipeline: Pipeline, atlas: Atlas | None = None, examples: list[dict] | None = None,
                  tmp_dir: str | Path | None = None):
         self.pipeline, self.atlas, self.examples = pipeline, atlas, list(examples or [])
+        Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # PIL refuses bombs at the app's own limit, not its default 89 MP
         if atlas is not None and pipeline.atlas is None and pipeline.has_prior and atlas.matches(pipeline):
             pipeline.use_atlas(atlas)  # the pipeline reads inputs (clean or not) against the app's atlas
         self.tmp = Path(tmp_dir) if tmp_dir else Path(tempfile.mkdtemp(prefix="lupi-demo-"))
@@ -60,22 +61,27 @@ class Handlers:
         if path is None or str(path) == "":
             raise ImageError("no image: drop, paste or pick one (PNG, JPEG, BMP, TIFF, WebP, GIF)")
         path = Path(path)
+        name = path.name  # never the server's temporary folder
         notes = []
         try:
             with Image.open(path) as probe:  # the header only: refuse huge images before decoding
                 w, h = probe.size
                 mode, frames = probe.mode, getattr(probe, "n_frames", 1)
                 rotated = probe.getexif().get(0x0112, 1) not in (1, None)
+        except Image.DecompressionBombError:  # a header claiming more than twice PIL's own limit
+            w = h = MAX_PIXELS
+            mode, frames, rotated = "", 1, False
         except Exception:  # unreadable: load_image says why
             w = h = 0
             mode, frames, rotated = "", 1, False
         if w * h > MAX_PIXELS:
-            raise ImageError(f"the image is {w} x {h} ({w * h / 1e6:.1f} MP), above this demo's "
+            size = f"{w} x {h} ({w * h / 1e6:.1f} MP)" if w != MAX_PIXELS else "larger than PIL decodes safely"
+            raise ImageError(f"{name}: the image is {size}, above this demo's "
                              f"{MAX_PIXELS / 1e6:.0f} MP limit; downscale it, or restore it with "
                              f"`python -m lupi_core restore` (tiles, any size)")
-        image = load_image(path)
+        image = load_image(path, name=name)
         if min(image.shape[:2]) < MIN_SIDE:
-            raise ImageError(f"the image is {image.shape[1]} x {image.shape[0]} pixels; it needs at least "
+            raise ImageError(f"{name}: the image is {image.shape[1]} x {image.shape[0]} pixels; it needs at least "
                              f"{MIN_SIDE} x {MIN_SIDE}")
         if frames > 1:
             notes.append(f"animated ({frames} frames): the first frame is used")

@@ -66,19 +66,24 @@ def _pil_to_rgb_uint8(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB")).copy()
 
 
-def load_image(path: str | Path) -> np.ndarray:
-    """Read a file as HxWx3 uint8, applying its EXIF orientation."""
+def load_image(path: str | Path, name: str | None = None) -> np.ndarray:
+    """Read a file as HxWx3 uint8, applying its EXIF orientation. Errors name the file as
+    `name` when given (an upload's own name, not the server's temporary path)."""
     path = Path(path)
+    shown = name or str(path)
     if not path.is_file():
-        raise ImageError(f"{path}: no such file")
+        raise ImageError(f"{shown}: no such file")
     try:
         with Image.open(path) as image:
             image.load()
             return to_rgb_uint8(ImageOps.exif_transpose(image))
+    except Image.DecompressionBombError as error:
+        raise ImageError(f"{shown}: the image is too large to decode safely ({error}); "
+                         f"downscale it first") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image file PIL can read (PNG, JPEG, BMP, TIFF, WebP, GIF)") from None
-    except (OSError, SyntaxError) as error:
-        raise ImageError(f"{path}: the image is damaged or truncated ({error}); re-export or re-download it") from None
+        raise ImageError(f"{shown}: not an image file PIL can read (PNG, JPEG, BMP, TIFF, WebP, GIF)") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageError(f"{shown}: the image is damaged or truncated ({error}); re-export or re-download it") from None
 
 
 def save_png(image: np.ndarray, path: str | Path) -> Path:

@@ -1,6 +1,9 @@
 """The app's event handlers as plain functions: no server, no browser."""
 from __future__ import annotations
 
+import io
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -253,3 +256,23 @@ def test_load_defaults_checks_the_atlas_matches_the_model(tmp_path_factory, caps
     assert "another model" not in capsys.readouterr().err
     with pytest.raises(FileNotFoundError):
         load_defaults(student, None, atlas_path.with_name("missing"))
+
+
+def test_a_png_whose_header_claims_30000_squared_gets_a_message_naming_the_upload(handlers, tmp_path):
+    import struct
+    import zlib
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    ihdr = bytes(data[12:29])  # b"IHDR" + 13 bytes of header
+    patched = b"IHDR" + struct.pack(">II", 30000, 30000) + ihdr[12:]
+    data[12:29] = patched
+    data[29:33] = struct.pack(">I", zlib.crc32(patched))
+    upload = tmp_path / "cache-3f9a2c" / "bomb.png"
+    upload.parent.mkdir()
+    upload.write_bytes(bytes(data))
+    for out in (handlers.load_upload(str(upload)), handlers.restore(str(upload), None),
+                handlers.prior_report(str(upload))):
+        message = json.dumps(out, default=str)
+        assert "bomb.png" in message and "cache-3f9a2c" not in message and "limit" in message

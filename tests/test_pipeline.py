@@ -12,7 +12,7 @@ from lupi_core.images import ImageError
 from lupi_core.models import build_student, build_teacher
 from lupi_core.pipeline import Pipeline, load_pretrained
 from lupi_core.metrics import psnr
-from lupi_core.tiling import feather, forward_padded, owned_spans, tile_starts
+from lupi_core.tiling import feather, forward_padded, owned_spans, restore_independent_tiles, tile_starts
 from lupi_core.weights import WeightsError, save_model
 
 from helpers import trained_looking
@@ -135,17 +135,11 @@ def test_feather_weights_rise_across_overlaps_and_stay_positive():
 
 
 def independent_tiles(pipeline: Pipeline, image: np.ndarray, tile: int, overlap: int) -> np.ndarray:
-    """The tiling this project shipped before: every tile restored alone, overlaps averaged flat."""
     tensor = pipeline._input(image)
     prior = pipeline._prior_tensor(tensor)
-    run = lambda x: pipeline.student.restorer(x, prior)  # noqa: E731
-    output, weight = torch.zeros_like(tensor), torch.zeros_like(tensor[:, :1])
     with torch.inference_mode():
-        for y in tile_starts(tensor.shape[2], tile, overlap):
-            for x in tile_starts(tensor.shape[3], tile, overlap):
-                output[..., y:y + tile, x:x + tile] += forward_padded(run, tensor[..., y:y + tile, x:x + tile])
-                weight[..., y:y + tile, x:x + tile] += 1
-    return (output / weight).clamp(0, 1)[0].permute(1, 2, 0).numpy()
+        restored = restore_independent_tiles(lambda x: pipeline.student.restorer(x, prior), tensor, tile, overlap)
+    return restored.clamp(0, 1)[0].permute(1, 2, 0).numpy()
 
 
 def test_tiles_agree_with_one_pass_where_their_brightness_differs(photo):

@@ -1,0 +1,1 @@
+"""Measurement scripts the docs cite: `python -m tools.NAME`."""

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Compare the objective options at the tiny preset, 3 seeds each, at one budget:
+# every LUPI row trains STEPS steps in Stage 1 and STEPS in Stage 2; the
+# no-privileged row (no Stage 1) trains 2 x STEPS. Each run is then probed on the
+# bundled photographs (python -m lupi_core probe). Runs resume where they stopped.
+#   DATA=/work/shared/data STEPS=400 train/compare_objectives.sh [OUT]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${DATA:-../shared/data}
+STEPS=${STEPS:-400}
+OUT=${1:-runs/compare-objectives}
+PY=${PY:-.venv/bin/python}
+mkdir -p "$OUT"
+declare -A VARIANTS=(
+  [paper]=""
+  [wrong-prior]="--wrong-prior-weight 1.0 --wrong-prior-margin 0.01"
+  [contrast]="--contrast-weight 0.1"
+  [residual-wrong-contrast]="--estimator-input residual --wrong-prior-weight 1.0 --wrong-prior-margin 0.01 --contrast-weight 0.1"
+  [no-privileged]="--mode no-privileged"
+)
+for seed in 0 1 2; do
+  for name in paper wrong-prior contrast residual-wrong-contrast no-privileged; do
+    run="$OUT/$name-seed$seed"
+    steps=(--stage1-steps "$STEPS" --stage2-steps "$STEPS")
+    [[ $name == no-privileged ]] && steps=(--stage1-steps 0 --stage2-steps $((2 * STEPS)))
+    # shellcheck disable=SC2086
+    $PY -m lupi_core train --recipe train/recipes/lupi-small.toml --data "$DATA" --out "$run" --preset tiny \
+      "${steps[@]}" --batch-size 8 --val-images 0 --no-progress --seed "$seed" ${VARIANTS[$name]} > "$run.log" 2>&1
+    teacher=()
+    [[ -f $run/teacher.safetensors ]] && teacher=(--teacher "$run/teacher.safetensors")
+    [[ -f $run/probe.json ]] || $PY -m lupi_core probe --checkpoint "$run/student.safetensors" "${teacher[@]}" \
+      --out "$run/probe.json" > "$run/probe.txt" 2>/dev/null
+  done
+done
+$PY - "$OUT" <<'PYEOF'
+import json, sys, pathlib, statistics as st
+rows = {}
+for f in sorted(pathlib.Path(sys.argv[1]).glob("*-seed*/probe.json")):
+    r = json.loads(f.read_text()); name = f.parent.name.rsplit("-seed", 1)[0]
+    rows.setdefault(name, []).append((st.mean(r["steer"]["own_psnr"].values()), r["steer"]["steer_db"]["average"],
+                                      r["kinds"]["loo_1nn_accuracy"], r["severity"]["noise"]["swing"]))
+print("| variant | seeds | own-prior PSNR (dB) | steer (dB) | kinds 1-NN | noise swing |\n|---|---|---|---|---|---|")
+for name, values in rows.items():
+    cells = [f"{st.mean(c):.3f} ± {st.pstdev(c):.3f}" for c in zip(*values)]
+    print(f"| {name} | {len(values)} | " + " | ".join(cells) + " |")
+PYEOF
