@@ -122,9 +122,8 @@ def parse_task_weight(text: str) -> tuple[str, float]:
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    from .config import ESTIMATOR_DESIGNS, ESTIMATOR_INPUTS, PRESETS
-    from .losses import ALIGN_FORMS
-    from .trainer import MODES, PRECISIONS
+    from .settings import add_dataclass_arguments
+    from .trainer import TrainConfig
 
     data = parser.add_argument_group("data (a recipe, or a folder of clean images to add noise to)")
     data.add_argument("--recipe", type=Path, help="a task-mixture TOML (see train/recipes/)")
@@ -133,50 +132,17 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--patch-size", type=int, default=None, help="override the recipe's patch size")
     data.add_argument("--task-weight", action="append", default=[], metavar="NAME=W", type=parse_task_weight,
                       help="override one recipe task's sampling weight (repeatable)")
-    parser.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, logs, weights")
-    parser.add_argument("--mode", choices=MODES, default="lupi")
-    parser.add_argument("--estimator", choices=ESTIMATOR_DESIGNS, default="siamese", help="D_T's design (Table 4)")
-    parser.add_argument("--estimator-input", choices=ESTIMATOR_INPUTS, default="clean",
-                        help="what D_T sees beside I_d: the clean image (the paper) or the residual I_d - I_c")
-    parser.add_argument("--preset", default="small", choices=sorted(PRESETS))
-    parser.add_argument("--stage1-steps", type=int, default=1000)
-    parser.add_argument("--stage2-steps", type=int, default=1000)
-    parser.add_argument("--batch-size", type=int, default=8, help="per process")
-    parser.add_argument("--lr", type=float, default=2e-4)
-    parser.add_argument("--warmup-steps", type=int, default=100)
-    parser.add_argument("--align", choices=ALIGN_FORMS, default="kl", help="form of L_align (eq. 4)")
-    parser.add_argument("--align-temperature", type=float, default=0.15)
-    parser.add_argument("--align-weight", type=float, default=1.0, help="lambda_align of eq. 4")
-    parser.add_argument("--frequency-weight", type=float, default=0.0,
-                        help="add this weight x the L1 between spectra to the reconstruction L1 (0: L1 alone, as the paper)")
-    parser.add_argument("--wrong-prior-weight", type=float, default=0.0,
-                        help="weight of the wrong-prior term: the true prior must beat another task's (0: off)")
-    parser.add_argument("--wrong-prior-margin", type=float, default=0.01, help="its margin, in L1 units")
-    parser.add_argument("--contrast-weight", type=float, default=0.0,
-                        help="weight of the supervised contrastive term clustering priors by task (0: off)")
-    parser.add_argument("--contrast-temperature", type=float, default=0.1)
-    parser.add_argument("--student-from-teacher", action=argparse.BooleanOptionalAction, default=False,
-                        help="start R_S from R_T's weights")
-    parser.add_argument("--init-from", type=Path, default=None,
-                        help="an earlier run folder, or a folder of exported weights such as assets/: "
-                             "start each stage from its weights with a fresh schedule")
-    parser.add_argument("--checkpoint-every", type=int, default=200)
-    parser.add_argument("--val-every", type=int, default=500)
-    parser.add_argument("--val-images", type=int, default=8, help="patches, outside the training draws, scored for validation PSNR (0: none)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="auto: bf16 autocast on CUDA and on CPUs with AVX512-BF16/AMX, else fp32")
-    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    data.add_argument("--val-images", type=int, default=8,
+                      help="patches, outside the training draws, scored for validation PSNR (0: none)")
+    add_dataclass_arguments(parser.add_argument_group("the run (lupi_core.trainer.TrainConfig)"), TrainConfig)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
 
 
 def run_train(args: argparse.Namespace) -> int:
     import torch
 
     from .data import load_recipe, noisy_folder
-    from .losses import AlignConfig
+    from .settings import dataclass_from_arguments
     from .trainer import TrainConfig, Trainer, validation_patches
 
     if args.threads:
@@ -192,20 +158,7 @@ def run_train(args: argparse.Namespace) -> int:
         dataset = noisy_folder(args.clean_folder, patch_size=args.patch_size or 64, seed=args.seed)
     else:
         raise SystemExit("give the training data: --recipe F --data DIR, or --clean-folder DIR")
-    cfg = TrainConfig(
-        out_dir=args.out, preset=args.preset, estimator_design=args.estimator,
-        estimator_input=args.estimator_input, mode=args.mode,
-        stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps, batch_size=args.batch_size, lr=args.lr,
-        warmup_steps=args.warmup_steps,
-        align=AlignConfig(args.align, args.align_temperature, args.align_weight),
-        frequency_weight=args.frequency_weight, wrong_prior_weight=args.wrong_prior_weight,
-        wrong_prior_margin=args.wrong_prior_margin, contrast_weight=args.contrast_weight,
-        contrast_temperature=args.contrast_temperature,
-        student_from_teacher=args.student_from_teacher, init_from=args.init_from,
-        checkpoint_every=args.checkpoint_every,
-        val_every=args.val_every, seed=args.seed, device=args.device, precision=args.precision,
-        num_workers=args.workers,
-        progress=args.progress)
+    cfg = dataclass_from_arguments(TrainConfig, args)
     val = validation_patches(dataset, args.val_images)
     for name, path in Trainer(cfg, dataset, val).run().items():
         print(f"{name}: {path}")
@@ -262,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ImageError, WeightsError) as error:
+    except (ImageError, WeightsError, ValueError) as error:  # bad input or settings: the message says what
         print(f"error: {error}", file=sys.stderr)
         return 2
 

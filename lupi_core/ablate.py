@@ -49,8 +49,6 @@ TABLE4 = [("lupi-add", ("Input Addition",), (32.75, 0.918)),
 TABLES = {"3": ("Table 3: impact of the LUPI framework", ("Estimator (D_T)", "Predictor (D_S)"), TABLE3),
           "4": ("Table 4: design of the estimator D_T", ("Method",), TABLE4)}
 BUDGETS = ("equal-total", "equal-stage2")
-# Fields of a run's train_config.json that may differ when a run is resumed.
-_RUNTIME_FIELDS = {"out_dir", "device", "num_workers", "progress", "checkpoint_every", "log_every", "val_every"}
 
 
 @dataclass
@@ -103,20 +101,6 @@ def _train_config(settings: AblationSettings, variant: str, seed: int):
         device=settings.device, progress=settings.progress)
 
 
-def _check_same_run(cfg) -> None:
-    """An existing run folder must hold the same run, or resuming would mix two experiments."""
-    saved = cfg.out_dir / "train_config.json"
-    if not saved.is_file():
-        return
-    old, new = json.loads(saved.read_text()), json.loads(cfg.to_json())
-    # a field added since that run was saved counts as its default value
-    defaults = json.loads(type(cfg)(out_dir=cfg.out_dir).to_json())
-    changed = sorted(k for k in new.keys() - _RUNTIME_FIELDS if old.get(k, defaults[k]) != new[k])
-    if changed:
-        raise ValueError(f"{cfg.out_dir} holds a run with other settings ({', '.join(changed)}); "
-                         f"use another --out or delete that folder")
-
-
 def train_and_score(settings: AblationSettings, variant: str, seed: int, make_dataset: Callable[[int], object],
                     data_dir: str | Path) -> dict:
     """Train one run (resuming) and score its student; a cached score of the same weights is reused."""
@@ -125,7 +109,6 @@ def train_and_score(settings: AblationSettings, variant: str, seed: int, make_da
     from .trainer import Trainer, resolve_device
 
     cfg = _train_config(settings, variant, seed)
-    _check_same_run(cfg)
     student = Trainer(cfg, make_dataset(seed)).run()["student"]  # a finished run returns at once
     stat = student.stat()
     key = {"benchmark": settings.benchmark, "limit": settings.limit, "data": str(data_dir),

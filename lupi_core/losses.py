@@ -21,14 +21,18 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .settings import setting
+
 ALIGN_FORMS = ("kl", "l1", "mse")
 
 
 @dataclass(frozen=True)
 class AlignConfig:
-    form: str = "kl"
-    temperature: float = 0.15
-    weight: float = 1.0
+    """L_align of eq. 4: its form, the KL's softmax temperature, and lambda_align."""
+
+    form: str = setting("kl", flag="align", choices=ALIGN_FORMS, help="form of L_align (eq. 4)")
+    temperature: float = setting(0.15, flag="align-temperature", help="the KL's softmax temperature")
+    weight: float = setting(1.0, flag="align-weight", help="lambda_align of eq. 4")
 
     def __post_init__(self) -> None:
         if self.form not in ALIGN_FORMS:

@@ -18,7 +18,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -30,12 +30,13 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
-from .config import ModelConfig
+from .config import ESTIMATOR_DESIGNS, ESTIMATOR_INPUTS, PRESETS, ModelConfig
 from .cpu import keep_freed_memory
 from .images import quantize, to_float_image, to_tensor
 from .losses import (AlignConfig, alignment_loss, frequency_loss, prior_contrast_loss, reconstruction_loss,
                      wrong_prior_loss)
 from .metrics import psnr
+from .settings import runtime_fields, setting
 from .models import build_student, build_teacher
 from .tiling import forward_padded
 from .weights import exported_name, load_model, save_model
@@ -47,42 +48,44 @@ TEACHER_FILE, STUDENT_FILE = "teacher.safetensors", "student.safetensors"
 
 @dataclass
 class TrainConfig:
-    """Everything a run needs besides its data; saved beside the run as train_config.json."""
+    """Everything a run needs besides its data; saved beside the run as train_config.json.
+    Every field is a `train` flag (lupi_core.settings); runtime fields may change on resume."""
 
-    out_dir: Path
-    preset: str = "small"
-    estimator_design: str = "siamese"
-    estimator_input: str = "clean"  # or "residual": D_T sees I_d - I_c (see config.ESTIMATOR_INPUTS)
-    mode: str = "lupi"
-    stage1_steps: int = 1000
-    stage2_steps: int = 1000
-    batch_size: int = 8  # per process
-    lr: float = 2e-4
-    weight_decay: float = 0.01
-    warmup_steps: int = 100
-    align: AlignConfig = field(default_factory=AlignConfig)
-    # Weight of the spectrum L1 added to the reconstruction L1 in both stages (0: the paper's L1 alone).
-    frequency_weight: float = 0.0
-    # Terms that make the prior matter (0: off, the paper's recipe), in both stages: the true prior
-    # must beat another task's by `wrong_prior_margin` L1 (weight `wrong_prior_weight`), and priors
-    # cluster by task under a supervised contrastive loss (weight `contrast_weight`).
-    wrong_prior_weight: float = 0.0
-    wrong_prior_margin: float = 0.01
-    contrast_weight: float = 0.0
-    contrast_temperature: float = 0.1
-    student_from_teacher: bool = False
-    # Warm start: each stage begins from an earlier run's weights (its teacher.safetensors and
-    # student.safetensors) with a fresh learning-rate schedule, so a finished run can train on.
-    init_from: Path | None = None
-    checkpoint_every: int = 200
-    val_every: int = 500
-    log_every: int = 10
-    seed: int = 0
-    device: str = "auto"
-    # auto: bf16 autocast on CUDA and on CPUs with AVX512-BF16 or AMX (about 2x fp32 there), else fp32
-    precision: str = "auto"
-    num_workers: int = 0
-    progress: bool = True
+    out_dir: Path = setting(flag="out", type=Path, runtime=True, help="run folder: checkpoints, logs, weights")
+    preset: str = setting("small", choices=tuple(sorted(PRESETS)), help="model size")
+    estimator_design: str = setting("siamese", flag="estimator", choices=ESTIMATOR_DESIGNS,
+                                    help="D_T's design (Table 4)")
+    estimator_input: str = setting("clean", choices=ESTIMATOR_INPUTS,
+                                   help="what D_T sees beside I_d: the clean image (the paper) or the residual I_d - I_c")
+    mode: str = setting("lupi", choices=MODES, help="two-stage LUPI or a Table 3 ablation")
+    stage1_steps: int = setting(1000, help="Stage 1 steps (D_T + R_T)")
+    stage2_steps: int = setting(1000, help="Stage 2 steps (D_S + R_S), or the single stage of an ablation")
+    batch_size: int = setting(8, help="patches per step, per process")
+    lr: float = setting(2e-4, help="peak learning rate (AdamW)")
+    weight_decay: float = setting(0.01, help="AdamW weight decay")
+    warmup_steps: int = setting(100, help="linear warm-up steps before the cosine decay")
+    align: AlignConfig = setting(default_factory=AlignConfig, help="L_align of eq. 4")
+    frequency_weight: float = setting(0.0, help="add this weight x the L1 between spectra to the reconstruction "
+                                                "L1, in both stages (0: L1 alone, as the paper)")
+    wrong_prior_weight: float = setting(0.0, help="weight of the wrong-prior term: the true prior must restore "
+                                                  "better than another task's, in both stages (0: off)")
+    wrong_prior_margin: float = setting(0.01, help="the wrong-prior term's margin, in L1 units")
+    contrast_weight: float = setting(0.0, help="weight of the supervised contrastive term clustering priors "
+                                               "by task, in both stages (0: off)")
+    contrast_temperature: float = setting(0.1, help="the contrastive term's temperature")
+    student_from_teacher: bool = setting(False, help="start R_S from R_T's weights")
+    init_from: Path | None = setting(None, type=Path,
+                                     help="an earlier run folder, or a folder of exported weights such as assets/: "
+                                          "start each stage from its weights with a fresh schedule")
+    seed: int = setting(0, help="seed of the weights' initialisation and of the data")
+    checkpoint_every: int = setting(200, runtime=True, help="steps between checkpoints")
+    val_every: int = setting(500, runtime=True, help="steps between validation scores")
+    log_every: int = setting(10, runtime=True, help="steps between log lines")
+    device: str = setting("auto", runtime=True, help="auto, cpu or cuda")
+    precision: str = setting("auto", choices=PRECISIONS, runtime=True,
+                             help="auto: bf16 autocast on CUDA and on CPUs with AVX512-BF16 or AMX, else fp32")
+    num_workers: int = setting(0, flag="workers", runtime=True, help="DataLoader worker processes")
+    progress: bool = setting(True, runtime=True, help="show a progress bar")
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
@@ -107,6 +110,20 @@ class TrainConfig:
     def to_json(self) -> str:
         paths = {"out_dir": str(self.out_dir), "init_from": self.init_from and str(self.init_from)}
         return json.dumps({**asdict(self), **paths}, indent=2)
+
+
+def check_same_run(cfg: TrainConfig) -> None:
+    """A run folder that already holds a run must hold this one (its experiment fields equal),
+    or resuming would mix two experiments; runtime fields (device, progress, ...) may differ."""
+    saved = cfg.out_dir / "train_config.json"
+    if not saved.is_file():
+        return
+    old, new = json.loads(saved.read_text()), json.loads(cfg.to_json())
+    defaults = json.loads(TrainConfig(out_dir=cfg.out_dir).to_json())  # a field added since counts as its default
+    changed = sorted(k for k in new.keys() - runtime_fields(TrainConfig) if old.get(k, defaults[k]) != new[k])
+    if changed:
+        raise ValueError(f"{cfg.out_dir} holds a run with other settings ({', '.join(changed)}); "
+                         f"rerun with that run's settings to resume it, or use another --out")
 
 
 def warm_start_file(folder: Path, weights_file: str, kind: str) -> Path:
@@ -251,6 +268,7 @@ class Trainer:
         keep_freed_memory(self.device.type)
         self.model_cfg = cfg.model_config()
         self.checkpoint_dir = cfg.out_dir / "checkpoints"
+        check_same_run(cfg)
         if self.dist.is_main:
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
             (cfg.out_dir / "train_config.json").write_text(cfg.to_json())

@@ -224,7 +224,9 @@ def test_student_from_teacher_copies_r_t(lupi_run, tmp_path):
     teacher_restorer = load_model(outputs["teacher"]).restorer.state_dict()
     copied = Trainer(_config(tmp_path, student_from_teacher=True), NoisyPhotos(32))._stage2()
     _assert_same_tensors(copied.model.restorer.state_dict(), teacher_restorer)
-    fresh = Trainer(_config(tmp_path, student_from_teacher=False), NoisyPhotos(32))._stage2()
+    (tmp_path / "fresh").mkdir()
+    (tmp_path / "fresh" / "teacher.safetensors").write_bytes(outputs["teacher"].read_bytes())
+    fresh = Trainer(_config(tmp_path / "fresh", student_from_teacher=False), NoisyPhotos(32))._stage2()
     differing = [k for k, v in fresh.model.restorer.state_dict().items() if not torch.equal(v, teacher_restorer[k])]
     assert differing  # without the flag R_S starts afresh
 
@@ -440,3 +442,12 @@ def test_wrong_prior_and_contrast_terms_add_to_the_loss_in_both_stages(tmp_path)
             assert r["wrong_prior"] > 0 and r["contrast"] > 0
     with pytest.raises(ValueError, match="contrast_temperature"):
         TrainConfig(out_dir=tmp_path, contrast_temperature=0)
+
+
+def test_a_run_folder_refuses_other_experiment_settings_but_not_other_runtime_ones(tmp_path):
+    Trainer(_config(tmp_path, stage2_steps=2, mode="no-predictor"), NoisyPhotos()).run()
+    Trainer(_config(tmp_path, stage2_steps=2, mode="no-predictor", log_every=5, precision="fp32"), NoisyPhotos())
+    with pytest.raises(ValueError, match=r"other settings \(lr\)"):
+        Trainer(_config(tmp_path, stage2_steps=2, mode="no-predictor", lr=5e-4), NoisyPhotos())
+    saved = json.loads((tmp_path / "train_config.json").read_text())
+    assert saved["lr"] == 1e-3  # the refused run did not overwrite the folder's settings
