@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 import skimage.data
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from skimage.metrics import structural_similarity
 
 from lupi_core.metrics import as_unit_float, psnr, ssim
 
@@ -18,12 +18,20 @@ def pair():
     return restored, clean
 
 
-def test_equal_to_scikit_image_on_floats(pair):
+def test_ssim_by_hand_on_constant_images():
+    """Constant images have no variance, so SSIM is the luminance term alone:
+    (2 * 0.5 * 0.6 + C1) / (0.5^2 + 0.6^2 + C1), C1 = (0.01 * 1)^2, = 0.60010 / 0.61010."""
+    restored, clean = np.full((16, 16, 3), 0.6), np.full((16, 16, 3), 0.5)
+    assert ssim(restored, clean) == pytest.approx(0.60010 / 0.61010, rel=1e-6)
+    assert ssim(restored, clean) == pytest.approx(ssim(clean, restored), rel=1e-12)  # symmetric
+
+
+def test_ssim_uses_a_7x7_window(pair):
     restored, clean = pair
     clean_f = clean / 255.0
-    assert psnr(restored, clean) == pytest.approx(peak_signal_noise_ratio(clean_f, restored, data_range=1.0))
     expected = structural_similarity(clean_f, restored, data_range=1.0, channel_axis=-1, win_size=7)
-    assert ssim(restored, clean) == pytest.approx(expected)
+    other = structural_similarity(clean_f, restored, data_range=1.0, channel_axis=-1, win_size=11)
+    assert ssim(restored, clean) == pytest.approx(expected) and abs(expected - other) > 1e-3
 
 
 def test_uint8_means_divided_by_255(pair):

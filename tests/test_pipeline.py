@@ -224,6 +224,9 @@ def test_tiled_prior_is_close_to_the_whole_image_prior():
     assert distance < 0.1
     assert distance < 0.25 * between_images
     assert not np.array_equal(whole, tiled)  # it really was tiled
+    with torch.no_grad():  # and one tile is D_S itself: pooling weights tiles by area, it does not scale
+        direct = model.predictor(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255)[0].numpy()
+    np.testing.assert_allclose(whole, direct, rtol=1e-4, atol=1e-5)
 
 
 def test_explicit_prior_changes_the_restoration(pipe, photo):
