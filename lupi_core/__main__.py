@@ -40,6 +40,9 @@ def add_restore_arguments(parser: argparse.ArgumentParser) -> None:
                         help="restore images the prior reads as clean too (by default they are written unchanged)")
     parser.add_argument("--tile", type=int, default=512,
                         help="tile side for large images (multiple of 8); tiles share the whole image's statistics")
+    parser.add_argument("--tile-refine", type=int, default=2,
+                        help="full-resolution passes that refine the shared statistics before the output pass "
+                             "(each costs one more pass over the tiles; 0: a downscaled guide pass only)")
     parser.add_argument("--device", default="cpu")
 
 
@@ -57,7 +60,7 @@ def run_restore(args: argparse.Namespace) -> int:
     if not files:
         print("no images found in the given inputs", file=sys.stderr)
         return 2
-    pipeline = load_pretrained(args.checkpoint, device=args.device, tile=args.tile)
+    pipeline = load_pretrained(args.checkpoint, device=args.device, tile=args.tile, tile_refine=args.tile_refine)
     failures = 0
     for path in tqdm(files, desc="restoring", unit="image"):
         try:

@@ -57,6 +57,8 @@ class Pipeline:
                  device: str | torch.device = "cpu", tile: int = 512, tile_overlap: int = 64,
                  tile_refine: int = 2, atlas: Atlas | None = None):
         check_tile(tile, tile_overlap)
+        if tile_refine < 0:
+            raise ValueError(f"tile_refine must be 0 or more, got {tile_refine}")
         self.device = torch.device(device)
         keep_freed_memory(self.device.type)
         # channels-last routes the depthwise convs to oneDNN: about 2x faster on CPU
@@ -171,8 +173,8 @@ class Pipeline:
 
 
 def load_pretrained(path: str | Path | None = None, teacher: str | Path | None = None,
-                    device: str | torch.device = "cpu", tile: int = 512, atlas: str | Path | None = None
-                    ) -> Pipeline:
+                    device: str | torch.device = "cpu", tile: int = 512, atlas: str | Path | None = None,
+                    tile_refine: int = 2) -> Pipeline:
     """Load a student weights file (default: the shipped model in assets/).
 
     With no `teacher` the shipped teacher is loaded too when `path` is the default and it exists.
@@ -187,7 +189,7 @@ def load_pretrained(path: str | Path | None = None, teacher: str | Path | None =
     teacher_model = None
     if teacher_path is not None and (teacher is not None or teacher_path.is_file()):
         teacher_model = load_model(teacher_path, kind="teacher", device=device)
-    pipeline = Pipeline(student, teacher_model, device=device, tile=tile)
+    pipeline = Pipeline(student, teacher_model, device=device, tile=tile, tile_refine=tile_refine)
     if atlas is not None:
         pipeline.use_atlas(Atlas.load(atlas))
     elif Atlas.exists(DEFAULT_ATLAS) and pipeline.has_prior:

@@ -9,8 +9,9 @@ Four measurements on a set of clean images, each degraded by every kind of
   R_S(I_d, d_S), the PSNR the student's prior leaves on the table (needs D_T).
 - *severity*: along noise sigma 0-60 and level 0-1 for the other kinds, the six
   dimensions whose image-averaged prior moves most, their |Spearman rho| with the
-  level over every (image, level) sample, and the swing
-  ||d(max) - d(0)|| / mean ||d||, both on image-averaged priors.
+  level along each image's series (averaged over images: what Figure 5b shows
+  for one image), whether the image-averaged curve is monotone in each, and the
+  swing ||d(max) - d(0)|| / mean ||d|| of the image-averaged prior.
 - *kinds*: leave-one-out 1-nearest-neighbour kind accuracy and the silhouette of
   standardised d_S (z-scored per dimension, the std floored at 0.1 x its median,
   as the atlas does) over the five kinds at three levels each (chance: 0.2).
@@ -90,12 +91,17 @@ def severity(pipeline: "Pipeline", images: dict[str, np.ndarray], seed: int = 0)
                            for i, clean in enumerate(images.values())])
         curve = priors.mean(axis=0)
         top = np.argsort(-np.abs(curve[-1] - curve[0]), kind="stable")[:TOP_DIMS]
-        x = np.tile(levels, len(images))
-        rhos = [abs(float(spearmanr(x, priors[:, :, d].reshape(-1))[0])) for d in top]
+        rhos = [float(np.mean([abs(_spearman(levels, series[:, d])) for series in priors])) for d in top]
         monotone = [bool(np.all(np.diff(curve[:, d]) >= 0) or np.all(np.diff(curve[:, d]) <= 0)) for d in top]
         result[kind] = {"dims": [int(d) for d in top], "abs_rho": rhos, "monotone": monotone,
                         "swing": float(np.linalg.norm(curve[-1] - curve[0]) / np.linalg.norm(priors, axis=-1).mean())}
     return result
+
+
+def _spearman(x: list[float], y: np.ndarray) -> float:
+    """Spearman's rho; 0 for a constant series (scipy returns nan there)."""
+    rho = spearmanr(x, y)[0]
+    return 0.0 if np.isnan(rho) else float(rho)
 
 
 def kinds(pipeline: "Pipeline", images: dict[str, np.ndarray], seed: int = 0) -> dict:
