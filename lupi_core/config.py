@@ -18,6 +18,10 @@ ESTIMATOR_DESIGNS = ("siamese", "concat", "add")
 # What D_T sees beside I_d: the clean image (the paper) or the residual I_d - I_c, which carries
 # the degradation without the scene's brightness and colour that no student can predict.
 ESTIMATOR_INPUTS = ("clean", "residual")
+# How DB's FiLM MLP starts: "zero" (gamma = 1, beta = 0 whatever the prior) or "random" (PyTorch's
+# default init: gamma and beta depend on the prior from step 0). DB's conv starts at zero either
+# way, so a new DB is the identity; with "zero" the MLP gets no gradient until that conv has grown.
+DB_FILM_INITS = ("zero", "random")
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class ModelConfig:
     # Where Degradation-aware Blocks sit (PromptIR/AdaIR's three places by default).
     db_sites: tuple[str, ...] = ("latent", "decoder3", "decoder2")
     db_mlp_hidden: int = 512
+    db_film_init: str = "zero"
     # D_T / D_S encoder: four conv layers down to H/8 x W/8 (strides 1, 2, 2, 2).
     estimator_channels: tuple[int, int, int, int] = (64, 128, 256, 512)
     estimator_mlp_hidden: int = 512
@@ -49,6 +54,8 @@ class ModelConfig:
         if self.estimator_design not in ESTIMATOR_DESIGNS:
             raise ValueError(
                 f"unknown estimator design {self.estimator_design!r}; choose from {ESTIMATOR_DESIGNS}")
+        if self.db_film_init not in DB_FILM_INITS:
+            raise ValueError(f"unknown DB FiLM init {self.db_film_init!r}; choose from {DB_FILM_INITS}")
         if self.estimator_input not in ESTIMATOR_INPUTS:
             raise ValueError(f"unknown estimator input {self.estimator_input!r}; choose from {ESTIMATOR_INPUTS}")
         if self.layernorm_type not in ("WithBias", "BiasFree"):

@@ -77,16 +77,17 @@ class DegradationPredictor(nn.Module):
 class DegradationAwareBlock(nn.Module):
     """DB, eq. (1)-(2): FiLM-modulate F by the prior, then a residual 3x3 conv.
 
-    gamma is parameterised as 1 + delta and the MLP's last layer and the conv
-    start at zero, so a new DB is the identity: inserting DBs into a trained
-    restorer (or starting R_S from R_T) does not disturb it at step 0.
+    gamma is parameterised as 1 + delta and the conv starts at zero, so a new DB
+    is the identity: inserting DBs into a trained restorer (or starting R_S from
+    R_T) does not disturb it at step 0. The MLP's last layer starts at zero too
+    (`db_film_init="zero"`) or at PyTorch's default (`"random"`).
     """
 
-    def __init__(self, channels: int, prior_dim: int, hidden: int):
+    def __init__(self, channels: int, prior_dim: int, hidden: int, film_init: str = "zero"):
         super().__init__()
         self.mlp = nn.Sequential(nn.Linear(prior_dim, hidden), nn.GELU(), nn.Linear(hidden, 2 * channels))
         self.conv = nn.Conv2d(channels, channels, 3, padding=1)
-        for layer in (self.mlp[-1], self.conv):
+        for layer in (self.mlp[-1], self.conv) if film_init == "zero" else (self.conv,):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 

@@ -47,7 +47,7 @@ class Restorer(nn.Module):
         site_channels = {"latent": dim * 8, "decoder3": dim * 4, "decoder2": dim * 2,
                          "decoder1": dim * 2, "refinement": dim * 2}
         self.dbs = nn.ModuleDict({
-            site: DegradationAwareBlock(site_channels[site], cfg.prior_dim, cfg.db_mlp_hidden)
+            site: DegradationAwareBlock(site_channels[site], cfg.prior_dim, cfg.db_mlp_hidden, cfg.db_film_init)
             for site in (cfg.db_sites if with_prior else ())
         })
 

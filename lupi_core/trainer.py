@@ -30,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
-from .config import ESTIMATOR_DESIGNS, ESTIMATOR_INPUTS, PRESETS, ModelConfig
+from .config import DB_FILM_INITS, ESTIMATOR_DESIGNS, ESTIMATOR_INPUTS, PRESETS, ModelConfig
 from .cpu import keep_freed_memory
 from .images import quantize, to_float_image, to_tensor
 from .losses import (AlignConfig, alignment_loss, frequency_loss, prior_contrast_loss, reconstruction_loss,
@@ -57,6 +57,8 @@ class TrainConfig:
                                     help="D_T's design (Table 4)")
     estimator_input: str = setting("clean", choices=ESTIMATOR_INPUTS,
                                    help="what D_T sees beside I_d: the clean image (the paper) or the residual I_d - I_c")
+    db_film_init: str = setting("zero", choices=DB_FILM_INITS,
+                                help="DB's FiLM MLP starts at zero (gamma 1, beta 0 for every prior) or random")
     mode: str = setting("lupi", choices=MODES, help="two-stage LUPI or a Table 3 ablation")
     stage1_steps: int = setting(1000, help="Stage 1 steps (D_T + R_T)")
     stage2_steps: int = setting(1000, help="Stage 2 steps (D_S + R_S), or the single stage of an ablation")
@@ -105,7 +107,7 @@ class TrainConfig:
 
     def model_config(self) -> ModelConfig:
         return ModelConfig.preset(self.preset, estimator_design=self.estimator_design,
-                                  estimator_input=self.estimator_input)
+                                  estimator_input=self.estimator_input, db_film_init=self.db_film_init)
 
     def to_json(self) -> str:
         paths = {"out_dir": str(self.out_dir), "init_from": self.init_from and str(self.init_from)}

@@ -295,3 +295,19 @@ def test_a_residual_estimator_sees_the_degraded_image_and_the_residual():
         assert not torch.allclose(residual(degraded, clean), paper(degraded, clean), atol=1e-4)
     with pytest.raises(ValueError, match="estimator input"):
         ModelConfig.preset("tiny", estimator_input="both")
+
+
+def test_a_random_film_init_lets_the_prior_act_as_soon_as_the_conv_has_grown():
+    """Both inits start as the identity; once DB's conv is non-zero (after one step), the output
+    depends on the prior with the random FiLM init and not with the zero one (whose MLP must grow too)."""
+    torch.manual_seed(0)
+    features, prior, other = torch.randn(2, 8, 4, 4), torch.randn(2, 512), torch.randn(2, 512)
+    for init, steers in (("zero", False), ("random", True)):
+        block = DegradationAwareBlock(8, 512, 32, film_init=init)
+        torch.testing.assert_close(block(features, prior), features)
+        with torch.no_grad():
+            block.conv.weight.normal_(0, 0.1)
+            changed = (block(features, prior) - block(features, other)).abs().max().item()
+        assert (changed > 1e-4) == steers, (init, changed)
+    with pytest.raises(ValueError, match="FiLM init"):
+        ModelConfig.preset("tiny", db_film_init="ones")

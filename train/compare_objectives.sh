@@ -13,13 +13,12 @@ PY=${PY:-.venv/bin/python}
 mkdir -p "$OUT"
 declare -A VARIANTS=(
   [paper]=""
-  [wrong-prior]="--wrong-prior-weight 1.0 --wrong-prior-margin 0.01"
-  [contrast]="--contrast-weight 0.1"
-  [residual-wrong-contrast]="--estimator-input residual --wrong-prior-weight 1.0 --wrong-prior-margin 0.01 --contrast-weight 0.1"
+  [random-film]="--db-film-init random"
+  [steer]="--db-film-init random --wrong-prior-weight 1.0 --wrong-prior-margin 0.01 --contrast-weight 0.1"
   [no-privileged]="--mode no-privileged"
 )
 for seed in 0 1 2; do
-  for name in paper wrong-prior contrast residual-wrong-contrast no-privileged; do
+  for name in paper random-film steer no-privileged; do
     run="$OUT/$name-seed$seed"
     steps=(--stage1-steps "$STEPS" --stage2-steps "$STEPS")
     [[ $name == no-privileged ]] && steps=(--stage1-steps 0 --stage2-steps $((2 * STEPS)))
