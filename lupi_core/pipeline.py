@@ -22,14 +22,14 @@ from PIL import Image
 
 from .cpu import keep_freed_memory
 from .images import ImageError, to_float_image, to_rgb_uint8, to_tensor, quantize
-from .atlas import DEFAULT_ATLAS, Atlas
+from .atlas import ASSETS, DEFAULT_ATLAS, Atlas
 from .models import StudentSystem, TeacherSystem
 from .tiling import blend_strength, check_tile, restore_tiled, tile_starts
-from .weights import WeightsError, load_model
+from .weights import WeightsError, exported_name, load_model
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
-DEFAULT_STUDENT = ASSETS / "lupi-small-student.safetensors"
-DEFAULT_TEACHER = ASSETS / "lupi-small-teacher.safetensors"
+SHIPPED_NAME = "lupi-small"
+DEFAULT_STUDENT = ASSETS / exported_name(SHIPPED_NAME, "student")
+DEFAULT_TEACHER = ASSETS / exported_name(SHIPPED_NAME, "teacher")
 
 Progress = Callable[[int, int], None]
 
