@@ -42,8 +42,10 @@ class RawImage(gr.Image):
         return "image"
 
 
-def build_app(pipeline: Pipeline, atlas: Atlas | None, examples: list[dict] | None = None) -> gr.Blocks:
-    """The page around a loaded pipeline and atlas (either may be a tiny test model)."""
+def build_app(pipeline: Pipeline, atlas: Atlas | None, examples: list[dict] | None = None,
+              concurrency: int = 1) -> gr.Blocks:
+    """The page around a loaded pipeline and atlas (either may be a tiny test model); `concurrency`
+    restorations run at once, the others wait in the queue and see their position."""
     examples = load_index() if examples is None else examples
     h = Handlers(pipeline, atlas, examples)
     gr.set_static_paths([str(views.PLOTLY_JS)] + ([str(Path(examples[0]["path"]).parent)] if examples else []))
@@ -275,7 +277,7 @@ def build_app(pipeline: Pipeline, atlas: Atlas | None, examples: list[dict] | No
 
         api_image.change(h.prior_report, api_image, api_prior, api_name="prior", concurrency_id="prior",
                          concurrency_limit=2)
-    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
+    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=concurrency)
     return demo
 
 
@@ -323,7 +325,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--concurrency", type=int, default=1,
+                        help="restorations run at once (each holds up to 1.5 GB); the rest queue")
     args = parser.parse_args(argv)
+    if args.concurrency < 1:
+        parser.error("--concurrency must be 1 or more")
 
     import torch
 
@@ -337,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}\nStart the app on other weights with: python -m demo.app --checkpoint STUDENT "
               f"[--teacher TEACHER] [--atlas ATLAS]", file=sys.stderr)
         return 2
-    build_app(pipeline, atlas).launch(**launch_options(args.host, args.port))
+    build_app(pipeline, atlas, concurrency=args.concurrency).launch(**launch_options(args.host, args.port))
     return 0
 
 
