@@ -64,10 +64,12 @@ class Handlers:
         name = path.name  # never the server's temporary folder
         notes = []
         try:
-            with Image.open(path) as probe:  # the header only: refuse huge images before decoding
-                w, h = probe.size
-                mode, frames = probe.mode, getattr(probe, "n_frames", 1)
-                rotated = probe.getexif().get(0x0112, 1) not in (1, None)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, with a message
+                with Image.open(path) as probe:  # the header only: refuse huge images before decoding
+                    w, h = probe.size
+                    mode, frames = probe.mode, getattr(probe, "n_frames", 1)
+                    rotated = probe.getexif().get(0x0112, 1) not in (1, None)
         except Image.DecompressionBombError:  # a header claiming more than twice PIL's own limit
             w = h = MAX_PIXELS
             mode, frames, rotated = "", 1, False
