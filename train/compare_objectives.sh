@@ -15,10 +15,11 @@ declare -A VARIANTS=(
   [paper]=""
   [random-film]="--db-film-init random"
   [steer]="--db-film-init random --wrong-prior-weight 1.0 --wrong-prior-margin 0.01 --contrast-weight 0.1"
+  [residual]="--estimator-input residual"
   [no-privileged]="--mode no-privileged"
 )
 for seed in 0 1 2; do
-  for name in paper random-film steer no-privileged; do
+  for name in paper random-film steer residual no-privileged; do
     run="$OUT/$name-seed$seed"
     steps=(--stage1-steps "$STEPS" --stage2-steps "$STEPS")
     [[ $name == no-privileged ]] && steps=(--stage1-steps 0 --stage2-steps $((2 * STEPS)))
