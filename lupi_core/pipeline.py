@@ -138,11 +138,12 @@ class Pipeline:
                                self.tile_refine, progress)
         return to_float_image(output)
 
-    def read(self, image: np.ndarray | Image.Image) -> dict[str, Any] | None:
-        """What the prior says the image suffers from (`Atlas.describe`); None without an atlas."""
+    def read(self, image: np.ndarray | Image.Image, prior: np.ndarray | None = None) -> dict[str, Any] | None:
+        """What the prior (the image's own d_S unless given) says the image suffers from
+        (`Atlas.describe`); None without an atlas."""
         if self.atlas is None or not self.has_prior:
             return None
-        return self.atlas.describe(self.prior(image))
+        return self.atlas.describe(self.prior(image) if prior is None else prior)
 
     def restoration(self, image: np.ndarray | Image.Image, strength: float = 1.0, force: bool = False,
                     prior: np.ndarray | None = None, tile: int | None = None,
@@ -152,12 +153,13 @@ class Pipeline:
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength must be between 0 and 1, got {strength}")
         array = to_rgb_uint8(image)
-        reading = self.read(array)
+        own = self.prior(array) if self.has_prior else None  # D_S once: for the reading and for R
+        reading = self.read(array, own)
         looks_clean = (reading is not None and reading["kind"] == "clean"
                        and not reading["out_of_distribution"])
         if (looks_clean and not force) or strength == 0:
             return Restoration(array.astype(np.float32) / 255.0, reading, left_as_is=looks_clean and not force)
-        restored = self.restore_float(array, prior=prior, tile=tile, progress=progress)
+        restored = self.restore_float(array, prior=own if prior is None else prior, tile=tile, progress=progress)
         if strength < 1:
             restored = blend_strength(array.astype(np.float32) / 255.0, restored, strength)
         return Restoration(restored, reading, left_as_is=False)
@@ -194,6 +196,6 @@ def load_pretrained(path: str | Path | None = None, teacher: str | Path | None =
         pipeline.use_atlas(Atlas.load(atlas))
     elif Atlas.exists(DEFAULT_ATLAS) and pipeline.has_prior:
         shipped = Atlas.load(DEFAULT_ATLAS)
-        if shipped.matches(pipeline):
-            pipeline.use_atlas(shipped)
+        if shipped.matches(pipeline):  # another model's atlas would misread its priors: then none
+            pipeline.atlas = shipped
     return pipeline
