@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--concurrency", type=int, default=1,
-                        help="restorations run at once (each holds up to 1.5 GB); the rest queue")
+                        help="restorations run at once (each peaks at about 1.5 GB); the rest queue")
     args = parser.parse_args(argv)
     if args.concurrency < 1:
         parser.error("--concurrency must be 1 or more")

@@ -149,7 +149,7 @@ def _large_restore_child(spec_json: str) -> None:
 
     spec = json.loads(spec_json)
     torch.set_num_threads(spec["threads"])
-    pipeline = load_pretrained(spec["checkpoint"])
+    pipeline = load_pretrained(spec["checkpoint"], tile=spec["tile"])
     width, height = spec["width"], spec["height"]
     # a bundled photograph scaled up, plus noise: the content decides nothing but the prior's reading
     from PIL import Image
@@ -165,10 +165,11 @@ def _large_restore_child(spec_json: str) -> None:
                       "tile": pipeline.tile, "peak_rss_mb": _status_kb("VmHWM") / 1024}))
 
 
-def bench_large_restore(checkpoint: str | Path | None, width: int, height: int) -> dict:
-    """`restore()` of a width x height image in a fresh process: seconds and peak RSS."""
+def bench_large_restore(checkpoint: str | Path | None, width: int, height: int, tile: int = 512) -> dict:
+    """`restore()` of a width x height image in `tile`-px tiles (one pass when the tile covers it)
+    in a fresh process: seconds and peak RSS."""
     spec = json.dumps({"checkpoint": str(checkpoint) if checkpoint else None, "width": width, "height": height,
-                       "threads": torch.get_num_threads()})
+                       "tile": tile, "threads": torch.get_num_threads()})
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": str(torch.get_num_threads())}
     code = "import sys; from lupi_core.bench import _large_restore_child; _large_restore_child(sys.argv[1])"
@@ -231,7 +232,7 @@ def bench_pipeline(checkpoint: str | Path | None, device: str, runs: int, warmup
 
 def run_bench(preset: str = "small", size: int = 256, device: str = "cpu", runs: int = 10, warmup: int = 2,
               checkpoint: str | Path | None = None, memory: bool = True, pipeline: bool = True,
-              large: tuple[int, int] | None = None) -> dict:
+              large: tuple[int, int] | None = None, large_tile: int = 512) -> dict:
     """Table 5 for our backbone and student (and D_S alone) at 1x3xSxS; with `checkpoint`, its config and
     weights. `pipeline` also times the shipped (or `checkpoint`) pipeline's restore() and prior();
     `large` (width, height) restores one image that size in a fresh process (time, peak RSS)."""
@@ -254,7 +255,7 @@ def run_bench(preset: str = "small", size: int = 256, device: str = "cpu", runs:
         "size": size, "device": str(torch_device), "threads": torch.get_num_threads(), "runs": runs,
         "warmup": warmup, "rows": rows, "ratio": ratio, "published": PUBLISHED, "published_ratio": paper_ratio,
         "pipeline": bench_pipeline(checkpoint, device, min(runs, 5), 1) if pipeline else None,
-        "large": bench_large_restore(checkpoint, *large) if large else None,
+        "large": bench_large_restore(checkpoint, *large, tile=large_tile) if large else None,
     }
 
 
@@ -321,6 +322,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also time the shipped (or --checkpoint) pipeline's restore() and prior()")
     parser.add_argument("--large", type=parse_size, default=None, metavar="WxH",
                         help="also restore one WxH image (e.g. 4000x3000) in a fresh process: time and peak RSS")
+    parser.add_argument("--large-tile", type=int, default=512,
+                        help="tile side for the --large restore (one larger than the image: one pass)")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
 
 
@@ -328,7 +331,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     result = run_bench(args.preset, args.size, args.device, args.runs, args.warmup, args.checkpoint,
-                       memory=args.memory, pipeline=args.pipeline, large=args.large)
+                       memory=args.memory, pipeline=args.pipeline, large=args.large, large_tile=args.large_tile)
     print(bench_to_markdown(result))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """Large images tile by tile, restored as the whole image would be.
 
-R's memory grows with the pixel count (about 4.5 KB a pixel at `small` on a CPU,
-`python -m lupi_core bench`), so an image larger than one tile runs through
+R's memory grows with the pixel count (about 4-5 KB a pixel at `small` on a CPU,
+`python -m lupi_core bench --large WxH --large-tile T`), so an image larger than one tile runs through
 overlapping tiles. Two things keep the tiles from showing:
 
 - *Shared global state.* MDTA attends over channels with statistics summed over

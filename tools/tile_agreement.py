@@ -1,6 +1,6 @@
 """Do tiles restore as one pass would? PSNR of the default (tiled) restore against one
 whole-image pass, on large photos darkened and hazed, with the old independent tiles
-beside it. One pass of a 1536x1024 image needs about 7 GB.
+beside it. One pass of a 1536x1024 image peaks at about 7.6 GB.
 
     python -m tools.tile_agreement FOLDER [--size 1536x1024] [--level 0.7]
 """
