@@ -8,10 +8,11 @@ export GRADIO_ANALYTICS_ENABLED := False
 
 .PHONY: demo test browser clean
 
-$(STAMP): requirements.txt requirements-test.txt
+$(STAMP): requirements.txt requirements-test.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-test.txt
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 # Debian's Chromium for the browser test (Playwright drives it; no browser download).

@@ -1,7 +1,9 @@
-"""The command line: `python -m lupi_core COMMAND --help`.
+"""The command line: `python -m lupi_core COMMAND --help` (installed: `lupi COMMAND`).
 
-restore, info and train live here; evaluate, bench, ablate, atlas and probe are defined
-by their own modules (`add_arguments` / `run`). Nothing is parsed at import time.
+Every command is an `add_arguments(parser)` / `run(args)` pair: restore, info, train and
+export here, the others in the module that does the work. All take the run-time flags
+of `cli.runtime_flags`; the ones that load a trained student take --checkpoint.
+Nothing is parsed at import time.
 """
 from __future__ import annotations
 
@@ -10,12 +12,18 @@ import importlib
 import sys
 from pathlib import Path
 
+from .cli import RUNTIME_FLAGS, apply_runtime, checkpoint_flag, runtime_flags
+
+# name: (module holding add_arguments/run, help, loads a trained student)
 MODULE_COMMANDS = {
-    "evaluate": ("lupi_core.evaluate", "score a model on the paper's 3-task / 5-task tables"),
-    "bench": ("lupi_core.bench", "the paper's Table 5: parameters, GMAC, memory, latency"),
-    "ablate": ("lupi_core.ablate", "train and score the Table 3 and Table 4 variants"),
-    "atlas": ("lupi_core.atlas", "build the prior atlas the app shows"),
-    "probe": ("lupi_core.probe", "does the prior carry the degradation and steer the restorer? (steer, severity, kinds, alignment)"),
+    "evaluate": ("lupi_core.evaluate", "score a model on the paper's 3-task / 5-task tables", True),
+    "bench": ("lupi_core.bench", "the paper's Table 5: parameters, GMAC, memory, latency", True),
+    "ablate": ("lupi_core.ablate", "train and score the Table 3 and Table 4 variants", False),
+    "atlas": ("lupi_core.atlas", "build the prior atlas the app shows", True),
+    "probe": ("lupi_core.probe", "does the prior carry the degradation and steer the restorer? "
+                                 "(steer, severity, kinds, alignment)", True),
+    "diagnose": ("lupi_core.diagnose", "how well d_S stands in for d_T on a run's held-out patches", False),
+    "examples": ("lupi_core.examples", "regenerate the app's example images in assets/examples/", False),
 }
 
 
@@ -33,7 +41,6 @@ def strength_value(text: str) -> float:
 def add_restore_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", type=Path, help="image files or folders of images")
     parser.add_argument("--out", type=Path, required=True, help="folder for the restored PNGs")
-    parser.add_argument("--checkpoint", type=Path, default=None, help="student weights (default: shipped model)")
     parser.add_argument("--strength", type=strength_value, default=1.0,
                         help="blend with the input: 0 writes the input, 1 (default) the full restoration")
     parser.add_argument("--force", action=argparse.BooleanOptionalAction, default=False,
@@ -43,7 +50,6 @@ def add_restore_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tile-refine", type=int, default=2,
                         help="full-resolution passes that refine the shared statistics before the output pass "
                              "(each costs one more pass over the tiles; 0: a downscaled guide pass only)")
-    parser.add_argument("--device", default="cpu")
 
 
 def run_restore(args: argparse.Namespace) -> int:
@@ -62,7 +68,7 @@ def run_restore(args: argparse.Namespace) -> int:
         return 2
     pipeline = load_pretrained(args.checkpoint, device=args.device, tile=args.tile, tile_refine=args.tile_refine)
     failures = 0
-    for path in tqdm(files, desc="restoring", unit="image"):
+    for path in tqdm(files, desc="restoring", unit="image", disable=not args.progress):
         try:
             image = load_image(path)
         except ImageError as error:
@@ -79,7 +85,7 @@ def run_restore(args: argparse.Namespace) -> int:
                 estimate = (time.perf_counter() - started) * total
                 tqdm.write(f"{path.name}: {image.shape[1]} x {image.shape[0]}, {total} tile passes, "
                            f"about {estimate:.0f} s")
-                tiles = tqdm(total=total, desc=path.name, unit="tile", leave=False)
+                tiles = tqdm(total=total, desc=path.name, unit="tile", leave=False, disable=not args.progress)
             tiles.update(done - tiles.n)
 
         result = pipeline.restoration(image, strength=args.strength, force=args.force, progress=progress)
@@ -98,8 +104,9 @@ def add_info_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from .complexity import PAPER_RESTORMER, PAPER_STUDENT, complexity_report
+    from .complexity import complexity_report
     from .config import ModelConfig
+    from .paper import COST
 
     report = complexity_report(ModelConfig.preset(args.preset), args.size)
     print(f"preset {args.preset!r}, GMAC at 1x3x{args.size}x{args.size}\n")
@@ -107,8 +114,8 @@ def run_info(args: argparse.Namespace) -> int:
     for name, row in report.items():
         print(f"{name:<30}{row['params']:>14,}{row['gmac']:>10.2f}")
     print("\npublished (paper, Table 5), for comparison:")
-    print(f"{'Restormer':<30}{PAPER_RESTORMER['params'] / 1e6:>13.2f}M{PAPER_RESTORMER['gmac']:>10.2f}")
-    print(f"{'LUPI (D_S + R_S)':<30}{PAPER_STUDENT['params'] / 1e6:>13.2f}M{PAPER_STUDENT['gmac']:>10.2f}")
+    for name, row in (("Restormer", COST["Restormer"]), ("LUPI (D_S + R_S)", COST["LUPI (paper)"])):
+        print(f"{name:<30}{row['params'] / 1e6:>13.2f}M{row['gmac']:>10.2f}")
     return 0
 
 
@@ -137,19 +144,16 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                       help="override one recipe task's sampling weight (repeatable)")
     data.add_argument("--val-images", type=int, default=8,
                       help="patches, outside the training draws, scored for validation PSNR (0: none)")
-    add_dataclass_arguments(parser.add_argument_group("the run (lupi_core.trainer.TrainConfig)"), TrainConfig)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_dataclass_arguments(parser.add_argument_group("the run (lupi_core.trainer.TrainConfig)"), TrainConfig,
+                            skip=RUNTIME_FLAGS)
 
 
 def run_train(args: argparse.Namespace) -> int:
-    import torch
-
-    from .data import load_recipe, noisy_folder
+    from .data import noisy_folder
+    from .recipes import load_recipe
     from .settings import dataclass_from_arguments
     from .trainer import TrainConfig, Trainer, validation_patches
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     if args.recipe:
         if args.data is None:
             raise SystemExit("--recipe needs --data DIR, the folder its paths are relative to")
@@ -192,22 +196,22 @@ def run_export(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lupi_core", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    runtime, checkpoint = runtime_flags(), checkpoint_flag()
     local = {
-        "restore": (add_restore_arguments, run_restore, "restore files or folders of images to PNGs"),
-        "info": (add_info_arguments, run_info, "parameter counts and GMAC of a preset"),
-        "train": (add_train_arguments, run_train, "train a model (two-stage LUPI or an ablation mode)"),
-        "export": (add_export_arguments, run_export, "copy a run's weights into assets/, fp16 where lossless"),
+        "restore": (add_restore_arguments, run_restore, "restore files or folders of images to PNGs", True),
+        "info": (add_info_arguments, run_info, "parameter counts and GMAC of a preset", False),
+        "train": (add_train_arguments, run_train, "train a model (two-stage LUPI or an ablation mode)", False),
+        "export": (add_export_arguments, run_export, "copy a run's weights into assets/, fp16 where lossless", False),
     }
-    for name, (add_arguments, run, help_text) in local.items():
-        sub = commands.add_parser(name, help=help_text, description=help_text)
+    for name, (module_name, help_text, loads_student) in MODULE_COMMANDS.items():
+        module = importlib.import_module(module_name)
+        local[name] = (module.add_arguments, module.run, help_text, loads_student)
+    for name, (add_arguments, run, help_text, loads_student) in local.items():
+        parents = [runtime, checkpoint] if loads_student else [runtime]
+        sub = commands.add_parser(name, help=help_text, description=help_text, parents=parents)
         add_arguments(sub)
         sub.set_defaults(run=run)
-    for name, (module_name, help_text) in MODULE_COMMANDS.items():
-        module = importlib.import_module(module_name)
-        sub = commands.add_parser(name, help=help_text, description=help_text)
-        module.add_arguments(sub)
-        sub.set_defaults(run=module.run)
     return parser
 
 
@@ -217,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
+        apply_runtime(args)
         return args.run(args)
     except (ImageError, WeightsError, ValueError) as error:  # bad input or settings: the message says what
         print(f"error: {error}", file=sys.stderr)

@@ -26,11 +26,13 @@ import argparse
 import json
 import shlex
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
+
+from .paper import ABLATION
 
 VARIANTS = {
     "lupi-siamese": {"mode": "lupi", "estimator_design": "siamese"},
@@ -39,13 +41,9 @@ VARIANTS = {
     "lupi-concat": {"mode": "lupi", "estimator_design": "concat"},
     "lupi-add": {"mode": "lupi", "estimator_design": "add"},
 }
-# (variant, row cells, published (PSNR, SSIM) from the paper, 3-task average)
-TABLE3 = [("no-predictor", ("✗", "✗"), (31.94, 0.907)),
-          ("no-privileged", ("✗", "✓"), (32.07, 0.909)),
-          ("lupi-siamese", ("✓", "✓"), (32.98, 0.921))]
-TABLE4 = [("lupi-add", ("Input Addition",), (32.75, 0.918)),
-          ("lupi-concat", ("Input Concat",), (32.80, 0.920)),
-          ("lupi-siamese", ("Siamese (Ours)",), (32.98, 0.921))]
+# (variant, row cells); the published numbers are paper.ABLATION's.
+TABLE3 = [("no-predictor", ("✗", "✗")), ("no-privileged", ("✗", "✓")), ("lupi-siamese", ("✓", "✓"))]
+TABLE4 = [("lupi-add", ("Input Addition",)), ("lupi-concat", ("Input Concat",)), ("lupi-siamese", ("Siamese (Ours)",))]
 TABLES = {"3": ("Table 3: impact of the LUPI framework", ("Estimator (D_T)", "Predictor (D_S)"), TABLE3),
           "4": ("Table 4: design of the estimator D_T", ("Method",), TABLE4)}
 BUDGETS = ("equal-total", "equal-stage2")
@@ -81,7 +79,7 @@ class AblationSettings:
             raise ValueError(f"unknown table(s) {sorted(unknown)}; choose from 3 and 4")
 
     def variants(self) -> list[str]:
-        rows = [variant for table in self.tables for variant, _, _ in TABLES[table][2]]
+        rows = [variant for table in self.tables for variant, _ in TABLES[table][2]]
         return list(dict.fromkeys(rows))
 
     def single_stage_steps(self) -> int:
@@ -105,8 +103,9 @@ def train_and_score(settings: AblationSettings, variant: str, seed: int, make_da
                     data_dir: str | Path) -> dict:
     """Train one run (resuming) and score its student; a cached score of the same weights is reused."""
     from .evaluate import EVAL_TILE, evaluate_benchmark
+    from .hardware import resolve_device
     from .pipeline import load_pretrained
-    from .trainer import Trainer, resolve_device
+    from .trainer import Trainer
 
     cfg = _train_config(settings, variant, seed)
     student = Trainer(cfg, make_dataset(seed)).run()["student"]  # a finished run returns at once
@@ -138,7 +137,8 @@ def table_markdown(table: str, scores: dict[str, list[dict]], settings: Ablation
     title, heads, rows = TABLES[table]
     header = [*heads, "PSNR ↑", "SSIM ↑", "per seed (PSNR / SSIM)", "published PSNR / SSIM"]
     lines = [f"# {title} (measured here)", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for variant, cells, (paper_psnr, paper_ssim) in rows:
+    for variant, cells in rows:
+        paper_psnr, paper_ssim = ABLATION[variant]
         runs = scores[variant]
         per_seed = ", ".join(f"seed {r['seed']}: {r['psnr']:.2f} / {r['ssim']:.3f}" for r in runs)
         lines.append("| " + " | ".join([*cells, _mean_std([r["psnr"] for r in runs], 2),
@@ -205,9 +205,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tables", nargs="+", choices=tuple(TABLES), default=["3", "4"])
     parser.add_argument("--benchmark", choices=("3task", "5task"), default="3task")
     parser.add_argument("--limit", type=int, default=None, help="first N images per benchmark column")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
 
 
 def _recipe_path(args: argparse.Namespace) -> Path:
@@ -222,13 +219,10 @@ def _recipe_path(args: argparse.Namespace) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
+    from .data import noisy_folder
+    from .hardware import resolve_device
+    from .recipes import load_recipe
 
-    from .data import load_recipe, noisy_folder
-    from .trainer import resolve_device
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
     if args.clean_folder is not None:
         patch = args.patch_size or 64
         make_dataset = lambda seed: noisy_folder(args.clean_folder, patch_size=patch, seed=seed)  # noqa: E731
@@ -245,6 +239,6 @@ def run(args: argparse.Namespace) -> int:
         device=resolve_device(args.device).type, progress=args.progress,
         command="python -m lupi_core " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["ablate"] else "")
     summary = run_ablation(settings, make_dataset, args.data)
-    for table, path in summary["tables"].items():
+    for path in summary["tables"].values():
         print(Path(path).read_text())
     return 0

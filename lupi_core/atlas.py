@@ -44,15 +44,26 @@ import json
 import time
 import zlib
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
-from .images import (BUNDLED_IMAGES, ImageError, bundled_image, bundled_images, encode_thumbnail, fit_square,
-                     folder_images, load_image)
+from .degrade import KINDS as SINGLE_KINDS
+from .degrade import add_gaussian_noise, degrade
+from .images import (
+    BUNDLED_IMAGES,
+    ImageError,
+    bundled_image,
+    bundled_images,
+    encode_thumbnail,
+    fit_square,
+    folder_images,
+    load_image,
+)
 
 if TYPE_CHECKING:  # the pipeline (and torch) is needed only to build an atlas
     from .pipeline import Pipeline
@@ -61,7 +72,7 @@ FORMAT = "lupi-atlas/1"
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_ATLAS = ASSETS / "atlas"
 
-DEGRADED_KINDS = ("noise", "rain", "haze", "blur", "lowlight", "mix")
+DEGRADED_KINDS = (*SINGLE_KINDS, "mix")
 KINDS = ("clean",) + DEGRADED_KINDS  # the atlas' kinds, in display order
 NOISE_SIGMAS = tuple(range(5, 61, 5))
 LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -111,8 +122,6 @@ def sample_seed(seed: int, image_name: str, spec: Spec) -> int:
 
 def render(clean: np.ndarray, spec: Spec, seed: int) -> np.ndarray:
     """The degraded image of one atlas sample (the clean image itself for kind "clean")."""
-    from .degrade import degrade
-
     if spec.kind == "clean":
         return clean.copy()
     if spec.kind == "noise":
@@ -122,13 +131,11 @@ def render(clean: np.ndarray, spec: Spec, seed: int) -> np.ndarray:
 
 def mix_kinds(clean: np.ndarray, level: float, seed: int) -> list[str]:
     """Which kinds a "mix" sample combined (degrade draws them from the seed)."""
-    from .degrade import degrade
-
     _, info = degrade(clean[:8, :8], "mix", level=level, seed=seed, return_info=True)
     return list(info["kinds"])
 
 
-def predictor_fingerprint(pipeline: "Pipeline") -> str:
+def predictor_fingerprint(pipeline: Pipeline) -> str:
     """A short hash of D_S's weights: an atlas is only meaningful for the predictor it was built with."""
     predictor = pipeline.student.predictor
     if predictor is None:
@@ -165,6 +172,7 @@ class Atlas:
     thumb_offsets: np.ndarray          # (N + 1,) int64; sample i is bytes [o[i], o[i+1]), empty: none
     meta: dict[str, Any] = field(default_factory=dict)
     _z: np.ndarray | None = field(default=None, repr=False)
+    _index: Any = field(default=None, repr=False)
 
     # -- basic properties -------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -184,7 +192,7 @@ class Atlas:
     def typical_distance(self) -> float:
         return float(np.median(self.loo_nn)) if len(self.loo_nn) else 0.0
 
-    def matches(self, pipeline: "Pipeline") -> bool:
+    def matches(self, pipeline: Pipeline) -> bool:
         """Whether this atlas was built with this pipeline's D_S (same weights)."""
         return self.meta.get("predictor") == predictor_fingerprint(pipeline)
 
@@ -215,18 +223,21 @@ class Atlas:
             self._z = self.standardize(self.priors)
         return self._z
 
-    def distances(self, prior: np.ndarray) -> np.ndarray:
-        """Distance from one prior to every atlas sample (RMS difference of standardised priors)."""
-        z = self.standardize(np.asarray(prior).reshape(-1))
-        return np.sqrt(np.mean((self.z - z) ** 2, axis=1))
+    def _neighbours(self, prior: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Indices and RMS distances (of standardised priors) of the k nearest samples, nearest first."""
+        from sklearn.neighbors import NearestNeighbors
+
+        if self._index is None:
+            self._index = NearestNeighbors(algorithm="brute").fit(self.z)
+        z = self.standardize(np.asarray(prior).reshape(1, -1))
+        distance, index = self._index.kneighbors(z, n_neighbors=max(1, min(k, len(self))))
+        return index[0], distance[0] / np.sqrt(self.dim)  # Euclidean -> RMS
 
     # -- queries ------------------------------------------------------------------------------------
     def nearest(self, prior: np.ndarray, k: int = 5) -> list[tuple[dict[str, Any], float]]:
         """The k nearest atlas samples as (label, distance), nearest first; labels carry "index"."""
-        d = self.distances(prior)
-        k = max(1, min(k, len(d)))
-        order = np.argsort(d, kind="stable")[:k]
-        return [({**self.labels[i], "index": int(i)}, float(d[i])) for i in order]
+        index, distance = self._neighbours(prior, k)
+        return [({**self.labels[i], "index": int(i)}, float(d)) for i, d in zip(index, distance)]
 
     def describe(self, prior: np.ndarray, k: int = 7) -> dict[str, Any]:
         """What the model thinks it is looking at: the majority kind of the k nearest samples
@@ -243,15 +254,15 @@ class Atlas:
                                   "nearest_distance": neighbours[0][1], "typical_distance": self.typical_distance,
                                   "threshold": self.ood_threshold}
         if kind == "noise":
-            result["sigma"] = float(_weighted_median([l["sigma"] for l, _ in same], weights))
+            result["sigma"] = float(_weighted_median([label["sigma"] for label, _ in same], weights))
             detail = f"noise, sigma ~ {result['sigma']:.0f}"
         elif kind == "clean":
             detail = "clean (no degradation)"
         else:
-            result["level"] = float(_weighted_median([l["level"] for l, _ in same], weights))
+            result["level"] = float(_weighted_median([label["level"] for label, _ in same], weights))
             detail = f"{kind}, level ~ {result['level']:.2f} ({_strength(result['level'])})"
             if kind == "mix":
-                common = Counter(k for l, _ in same for k in l.get("mix_kinds", [])).most_common(2)
+                common = Counter(k for label, _ in same for k in label.get("mix_kinds", [])).most_common(2)
                 if common:
                     detail = f"mix ({' + '.join(k for k, _ in common)}), level ~ {result['level']:.2f}"
         result["out_of_distribution"] = bool(result["nearest_distance"] > result["threshold"])
@@ -268,11 +279,10 @@ class Atlas:
             return float(x), float(y)
         if space != "umap":
             raise ValueError(f"space must be 'umap' or 'pca', got {space!r}")
-        d = self.distances(prior)
-        order = np.argsort(d, kind="stable")[:max(1, min(k, len(d)))]
-        if d[order[0]] < 1e-9:
+        order, d = self._neighbours(prior, k)
+        if d[0] < 1e-9:
             return float(self.umap[order[0], 0]), float(self.umap[order[0], 1])
-        w = 1.0 / d[order]
+        w = 1.0 / d
         x, y = (self.umap[order] * w[:, None]).sum(axis=0) / w.sum()
         return float(x), float(y)
 
@@ -344,7 +354,7 @@ class Atlas:
         return all(p.is_file() for p in _paths(path))
 
     @classmethod
-    def load(cls, path: str | Path = DEFAULT_ATLAS) -> "Atlas":
+    def load(cls, path: str | Path = DEFAULT_ATLAS) -> Atlas:
         """Read an atlas written by `save` (no pickles: np.load runs with allow_pickle=False)."""
         npz_path, json_path = _paths(path)
         for p in (npz_path, json_path):
@@ -382,13 +392,6 @@ def _strength(level: float) -> str:
 
 # -- building -----------------------------------------------------------------------------------------
 
-def pairwise_rms(z: np.ndarray) -> np.ndarray:
-    """All pairwise RMS distances between rows of z (N x N)."""
-    sq = np.sum(z.astype(np.float64) ** 2, axis=1)
-    d2 = (sq[:, None] + sq[None, :] - 2.0 * z.astype(np.float64) @ z.T.astype(np.float64)) / z.shape[1]
-    return np.sqrt(np.maximum(d2, 0.0))
-
-
 def umap_map(z: np.ndarray, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1) -> np.ndarray:
     """UMAP of standardised priors; deterministic for a fixed seed (init="pca")."""
     import warnings
@@ -407,7 +410,7 @@ def umap_map(z: np.ndarray, seed: int = 0, n_neighbors: int = 15, min_dist: floa
         return reducer.fit_transform(z).astype(np.float32)
 
 
-def build_atlas(pipeline: "Pipeline", images: dict[str, np.ndarray], kinds_levels: Sequence[Spec] | None = None,
+def build_atlas(pipeline: Pipeline, images: dict[str, np.ndarray], kinds_levels: Sequence[Spec] | None = None,
                 seed: int = 0, *, image_size: int = IMAGE_SIZE, thumbnail_size: int = THUMBNAIL_SIZE,
                 n_neighbors: int = 15, noise_dims: int = 6,
                 progress: Callable[[int, int], None] | None = None) -> Atlas:
@@ -465,17 +468,18 @@ def assemble(priors: np.ndarray, labels: list[dict[str, Any]], thumbs: Sequence[
     pca_xy = ((z - pca_mean) @ components.T).astype(np.float32)
     umap_xy = umap_map(z, seed=seed, n_neighbors=n_neighbors)
     if n >= 2:
-        d = pairwise_rms(z)
-        np.fill_diagonal(d, np.inf)
-        loo = d.min(axis=1).astype(np.float32)
+        from sklearn.neighbors import NearestNeighbors
+
+        distance, _ = NearestNeighbors(n_neighbors=1, algorithm="brute").fit(z).kneighbors()  # each sample left out
+        loo = (distance[:, 0] / np.sqrt(dim)).astype(np.float32)
     else:
         loo = np.zeros(n, np.float32)
 
-    kinds = [k for k in KINDS if any(l["kind"] == k for l in labels)]
-    kinds += sorted({l["kind"] for l in labels} - set(kinds))
-    kind_means = np.stack([priors[[l["kind"] == k for l in labels]].mean(axis=0) for k in kinds]).astype(np.float32)
+    kinds = [k for k in KINDS if any(label["kind"] == k for label in labels)]
+    kinds += sorted({label["kind"] for label in labels} - set(kinds))
+    kind_means = np.stack([priors[[label["kind"] == k for label in labels]].mean(axis=0) for k in kinds]).astype(np.float32)
 
-    sigma_of = [0.0 if l["kind"] == "clean" else l["sigma"] if l["kind"] == "noise" else None for l in labels]
+    sigma_of = [0.0 if label["kind"] == "clean" else label["sigma"] if label["kind"] == "noise" else None for label in labels]
     sigmas = sorted({s for s in sigma_of if s is not None})
     curve = np.stack([priors[[s == sigma for s in sigma_of]].mean(axis=0) for sigma in sigmas]) if sigmas \
         else np.zeros((0, dim), np.float32)
@@ -500,12 +504,10 @@ def assemble(priors: np.ndarray, labels: list[dict[str, Any]], thumbs: Sequence[
                  thumb_bytes=thumb_bytes, thumb_offsets=offsets, meta=meta)
 
 
-def noise_curve(pipeline: "Pipeline", clean: np.ndarray, sigmas: Iterable[float] = (0, 10, 20, 30, 40, 50, 60),
+def noise_curve(pipeline: Pipeline, clean: np.ndarray, sigmas: Iterable[float] = (0, 10, 20, 30, 40, 50, 60),
                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Figure 5b for one image: D_S's prior of `clean` re-noised at each sigma
     (add_gaussian_noise with a fixed seed). Returns (sigmas (S,), priors (S, D))."""
-    from .degrade import add_gaussian_noise
-
     sigmas = np.asarray(list(sigmas), dtype=np.float32)
     priors = [pipeline.prior(add_gaussian_noise(clean, float(s), seed) if s > 0 else clean) for s in sigmas]
     return sigmas, np.stack(priors).astype(np.float32)
@@ -514,7 +516,6 @@ def noise_curve(pipeline: "Pipeline", clean: np.ndarray, sigmas: Iterable[float]
 # -- command line -------------------------------------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", type=Path, default=None, help="student weights (default: the shipped model)")
     parser.add_argument("--out", type=Path, default=DEFAULT_ATLAS,
                         help="output path without suffix: writes OUT.npz and OUT.json (default: assets/atlas)")
     parser.add_argument("--images", type=Path, default=None,
@@ -524,7 +525,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated scikit-image photographs to use ('' for none)")
     parser.add_argument("--size", type=int, default=IMAGE_SIZE, help="images are fitted to size x size")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -546,7 +546,7 @@ def run(args: argparse.Namespace) -> int:
         if done == total:
             bar.set_postfix_str("fitting UMAP and PCA")
 
-    with tqdm(total=len(images) * len(specs), desc="atlas priors", unit="sample") as bar:
+    with tqdm(total=len(images) * len(specs), desc="atlas priors", unit="sample", disable=not args.progress) as bar:
         atlas = build_atlas(pipeline, images, specs, seed=args.seed, image_size=args.size, progress=progress)
     atlas.meta["checkpoint"] = Path(args.checkpoint).name if args.checkpoint else "lupi-small-student.safetensors"
     if args.images is not None:

@@ -24,8 +24,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -33,25 +33,15 @@ from torch import nn
 
 from .complexity import gmac
 from .config import ModelConfig
-from .cpu import keep_freed_memory
+from .hardware import keep_freed_memory, resolve_device
 from .models import build_backbone, build_student, count_parameters
+from .paper import COST
 from .prior import DegradationPredictor
 
 ROOT = Path(__file__).resolve().parent.parent
 ROW_NAMES = {"backbone": "Backbone R (Restormer)", "student": "LUPI student D_S + R_S",
              "predictor": "D_S alone (live slider)"}
 METRICS = ("params", "gmac", "memory_mb", "latency_ms", "throughput_fps")
-# Table 5 of the paper: one RTX 4090, input 3x256x256, mean of 100 runs.
-PUBLISHED = {
-    "Restormer": {"params": 26.13e6, "gmac": 154.88, "memory_mb": 676.00, "latency_ms": 50.67,
-                  "throughput_fps": 19.73},
-    "PromptIR": {"params": 35.59e6, "gmac": 172.71, "memory_mb": 720.35, "latency_ms": 55.03,
-                 "throughput_fps": 18.17},
-    "AdaIR": {"params": 28.78e6, "gmac": 161.76, "memory_mb": 686.15, "latency_ms": 62.74,
-              "throughput_fps": 15.94},
-    "LUPI (paper)": {"params": 31.93e6, "gmac": 163.20, "memory_mb": 698.69, "latency_ms": 52.55,
-                     "throughput_fps": 19.03},
-}
 RESTORE_TARGET_S, PRIOR_TARGET_MS = 2.0, 50.0  # the app's interactive budget on a 2-core CPU
 
 
@@ -238,7 +228,7 @@ def run_bench(preset: str = "small", size: int = 256, device: str = "cpu", runs:
     `large` (width, height) restores one image that size in a fresh process (time, peak RSS)."""
     from .weights import load_model
 
-    torch_device = torch.device(device)
+    torch_device = resolve_device(device)
     keep_freed_memory(torch_device.type)  # as the pipeline does: latency without page-faulting every activation
     student = load_model(checkpoint, kind="student") if checkpoint else None
     cfg = student.cfg if student is not None else ModelConfig.preset(preset)
@@ -249,11 +239,11 @@ def run_bench(preset: str = "small", size: int = 256, device: str = "cpu", runs:
         models["predictor"] = student.predictor
     rows = bench_models(models, cfg, size, torch_device, runs, warmup, memory)
     ratio = {m: rows["student"][m] / rows["backbone"][m] for m in METRICS if rows["student"][m] is not None}
-    paper_ratio = {m: PUBLISHED["LUPI (paper)"][m] / PUBLISHED["Restormer"][m] for m in METRICS}
+    paper_ratio = {m: COST["LUPI (paper)"][m] / COST["Restormer"][m] for m in METRICS}
     return {
         "preset": cfg.preset_name() or "custom", "checkpoint": str(checkpoint) if checkpoint else None,
         "size": size, "device": str(torch_device), "threads": torch.get_num_threads(), "runs": runs,
-        "warmup": warmup, "rows": rows, "ratio": ratio, "published": PUBLISHED, "published_ratio": paper_ratio,
+        "warmup": warmup, "rows": rows, "ratio": ratio, "published": COST, "published_ratio": paper_ratio,
         "pipeline": bench_pipeline(checkpoint, device, min(runs, 5), 1) if pipeline else None,
         "large": bench_large_restore(checkpoint, *large, tile=large_tile) if large else None,
     }
@@ -311,12 +301,9 @@ def bench_to_markdown(result: dict) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="small", help="paper, small or tiny (ignored with --checkpoint)")
-    parser.add_argument("--checkpoint", type=Path, default=None, help="bench this student weights file instead")
     parser.add_argument("--size", type=int, default=256, help="input side, 1x3xSxS (the paper: 256)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--runs", type=int, default=10, help="timed forward passes (median reported)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed forward passes first")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True, help="measure peak memory")
     parser.add_argument("--pipeline", action=argparse.BooleanOptionalAction, default=True,
                         help="also time the shipped (or --checkpoint) pipeline's restore() and prior()")
@@ -328,8 +315,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.threads:
-        torch.set_num_threads(args.threads)
     result = run_bench(args.preset, args.size, args.device, args.runs, args.warmup, args.checkpoint,
                        memory=args.memory, pipeline=args.pipeline, large=args.large, large_tile=args.large_tile)
     print(bench_to_markdown(result))

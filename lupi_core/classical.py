@@ -12,7 +12,7 @@ degraded HxWx3 uint8 image and returns HxWx3 float64 in [0, 1].
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from scipy import ndimage

@@ -11,9 +11,6 @@ from torch.utils.flop_counter import FlopCounterMode
 from .config import ModelConfig
 from .models import build_backbone, build_student, build_teacher, count_parameters
 
-PAPER_STUDENT = {"params": 31.93e6, "gmac": 163.20}
-PAPER_RESTORMER = {"params": 26.13e6, "gmac": 154.88}
-
 
 @torch.no_grad()
 def gmac(model: torch.nn.Module, *inputs: torch.Tensor) -> float:

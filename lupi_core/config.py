@@ -66,20 +66,20 @@ class ModelConfig:
                 raise ValueError(f"level {level + 1}: {channels} channels do not split into {heads} heads")
 
     @staticmethod
-    def preset(name: str, **overrides) -> "ModelConfig":
+    def preset(name: str, **overrides) -> ModelConfig:
         """A named preset (`paper`, `small`, `tiny`), optionally with fields overridden."""
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
         return dataclasses.replace(PRESETS[name], **overrides)
 
-    def replace(self, **changes) -> "ModelConfig":
+    def replace(self, **changes) -> ModelConfig:
         return dataclasses.replace(self, **changes)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
     @staticmethod
-    def from_json(text: str) -> "ModelConfig":
+    def from_json(text: str) -> ModelConfig:
         raw = json.loads(text)
         known = {f.name for f in dataclasses.fields(ModelConfig)}
         unknown = set(raw) - known

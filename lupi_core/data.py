@@ -14,14 +14,14 @@ asking for dataset[global_sample_counter]. An item is a dict
 Decoded images are kept in a per-process cache (see `LUPI_IMAGE_CACHE_MB`);
 datasets themselves hold only paths, so they pickle cheaply into DataLoader workers.
 
-A recipe (TOML, see `load_recipe`) names the tasks, folders and weights of a
-training mixture; `train/recipes/` holds the shipped ones.
+A recipe (TOML, see `recipes.load_recipe`) names the tasks, folders and weights
+of a training mixture; `train/recipes/` holds the shipped ones.
 """
+
 from __future__ import annotations
 
 import os
-import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,12 @@ from .images import IMAGE_SUFFIXES, list_images, load_image, to_tensor
 
 # Default task label of each synthetic kind.
 TASK_OF_KIND = {"noise": "denoise", "rain": "derain", "haze": "dehaze", "blur": "deblur", "lowlight": "lowlight", "mix": "mixed"}
+
+# Sample indices name draws: item i of a dataset is always the same patch. Stage 1 draws
+# from 0 up, Stage 2 from STAGE2_DRAWS up (new patches, not Stage 1's again), and the
+# validation and diagnosis patches from HELD_OUT_DRAWS up, where no training step reaches.
+STAGE2_DRAWS = 10**12
+HELD_OUT_DRAWS = 10**15
 
 # Tags that keep the random streams of items, epoch orders and mixture picks apart.
 _ITEM, _ORDER, _PICK = 0, 1, 2
@@ -82,7 +88,9 @@ _CACHE = _ImageCache()
 # Patches
 
 
-def random_patch_pair(degraded: np.ndarray, clean: np.ndarray, patch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def random_patch_pair(
+    degraded: np.ndarray, clean: np.ndarray, patch_size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """An aligned random PxP crop of both images, under one of the 8 flip/rot90 combinations.
 
     Images smaller than the patch are padded by reflection first. The identity
@@ -213,9 +221,15 @@ def pair_folders(input_dir: str | Path, target_dir: str | Path) -> list[tuple[Pa
         else:
             pairs.append((path, match))
     if not pairs:
-        raise ValueError(f"no input in {input_dir} ({len(inputs)} images) matches a target in {target_dir} ({len(targets)} images); expected {PAIR_LAYOUTS}")
+        raise ValueError(
+            f"no input in {input_dir} ({len(inputs)} images) matches a target in {target_dir} "
+            f"({len(targets)} images); expected {PAIR_LAYOUTS}"
+        )
     if unmatched:
-        raise ValueError(f"{len(unmatched)} inputs in {input_dir} have no target in {target_dir} (e.g. {', '.join(unmatched[:3])}); expected {PAIR_LAYOUTS}")
+        raise ValueError(
+            f"{len(unmatched)} inputs in {input_dir} have no target in {target_dir} "
+            f"(e.g. {', '.join(unmatched[:3])}); expected {PAIR_LAYOUTS}"
+        )
     return pairs
 
 
@@ -231,7 +245,10 @@ def load_pair(input_path: str | Path, target_path: str | Path) -> tuple[np.ndarr
         return degraded, clean
     h, w = min(degraded.shape[0], clean.shape[0]), min(degraded.shape[1], clean.shape[1])
     if max(degraded.shape[0], clean.shape[0]) - h > h // 16 or max(degraded.shape[1], clean.shape[1]) - w > w // 16:
-        raise ValueError(f"{input_path} is {degraded.shape[1]}x{degraded.shape[0]} but its target {target_path} is {clean.shape[1]}x{clean.shape[0]}; a pair must be the same size")
+        raise ValueError(
+            f"{input_path} is {degraded.shape[1]}x{degraded.shape[0]} but its target {target_path} is "
+            f"{clean.shape[1]}x{clean.shape[0]}; a pair must be the same size"
+        )
     return _centre_crop(degraded, h, w), _centre_crop(clean, h, w)
 
 
@@ -247,7 +264,9 @@ class FolderPairs(Dataset):
     (e.g. "rain12" for train/derain/rain12/input).
     """
 
-    def __init__(self, input_dir: str | Path, target_dir: str | Path, patch_size: int = 128, seed: int = 0, task: str | None = None) -> None:
+    def __init__(
+        self, input_dir: str | Path, target_dir: str | Path, patch_size: int = 128, seed: int = 0, task: str | None = None
+    ) -> None:
         self.pairs = [(str(a), str(b)) for a, b in pair_folders(input_dir, target_dir)]
         self.patch_size = int(patch_size)
         self.seed = int(seed)
@@ -297,7 +316,9 @@ class TaskMixture(Dataset):
         return self.datasets[self.component_of(index)][index]
 
 
-def noisy_folder(folder: str | Path, sigma_range: tuple[float, float] = (0, 50), patch_size: int = 64, seed: int = 0) -> SyntheticPairs:
+def noisy_folder(
+    folder: str | Path, sigma_range: tuple[float, float] = (0, 50), patch_size: int = 64, seed: int = 0
+) -> SyntheticPairs:
     """Clean images of a folder with Gaussian noise of sigma drawn from sigma_range (0-255 scale)."""
     return SyntheticPairs(folder, "noise", patch_size=patch_size, seed=seed, sigma_range=sigma_range)
 
@@ -305,11 +326,20 @@ def noisy_folder(folder: str | Path, sigma_range: tuple[float, float] = (0, 50),
 # ---------------------------------------------------------------------------
 # PromptIR/AdaIR layout
 
-_PROMPTIR_PAIRS = {"derain": ("Derain", "rainy", "gt"), "dehaze": ("Dehaze", "synthetic", "original"), "deblur": ("Deblur", "blur", "sharp"), "lowlight": ("Enhance", "low", "gt")}
-PROMPTIR_LAYOUT = "data_dir/Train/{Denoise, Derain/{rainy,gt}, Dehaze/{synthetic,original}, Deblur/{blur,sharp}, Enhance/{low,gt}}"
+_PROMPTIR_PAIRS = {
+    "derain": ("Derain", "rainy", "gt"),
+    "dehaze": ("Dehaze", "synthetic", "original"),
+    "deblur": ("Deblur", "blur", "sharp"),
+    "lowlight": ("Enhance", "low", "gt"),
+}
+PROMPTIR_LAYOUT = (
+    "data_dir/Train/{Denoise, Derain/{rainy,gt}, Dehaze/{synthetic,original}, Deblur/{blur,sharp}, Enhance/{low,gt}}"
+)
 
 
-def promptir_datasets(data_dir: str | Path, patch_size: int = 128, seed: int = 0, sigma_range: tuple[float, float] = (0, 55)) -> dict[str, Dataset]:
+def promptir_datasets(
+    data_dir: str | Path, patch_size: int = 128, seed: int = 0, sigma_range: tuple[float, float] = (0, 55)
+) -> dict[str, Dataset]:
     """The PromptIR/AdaIR training layout as {task: dataset}, for whichever task folders exist.
 
     data_dir may be the folder holding Train/ or Train/ itself. Denoise holds clean
@@ -322,88 +352,9 @@ def promptir_datasets(data_dir: str | Path, patch_size: int = 128, seed: int = 0
         found["denoise"] = SyntheticPairs(root / "Denoise", "noise", patch_size=patch_size, seed=seed, sigma_range=sigma_range)
     for k, (task, (folder, inputs, targets)) in enumerate(_PROMPTIR_PAIRS.items(), start=1):
         if (root / folder).is_dir():
-            found[task] = FolderPairs(root / folder / inputs, root / folder / targets, patch_size=patch_size, seed=seed + k, task=task)
+            found[task] = FolderPairs(
+                root / folder / inputs, root / folder / targets, patch_size=patch_size, seed=seed + k, task=task
+            )
     if not found:
         raise ValueError(f"{data_dir}: none of the PromptIR task folders found; expected {PROMPTIR_LAYOUT}")
     return found
-
-
-# ---------------------------------------------------------------------------
-# Recipes
-
-_RECIPE_KEYS = {"patch_size", "description", "task"}
-_TASK_KEYS = {"name", "task", "weight", "kind", "clean", "level_range", "sigma_range", "input", "target"}
-
-
-def load_recipe(recipe: str | Path | Mapping[str, Any], data_root: str | Path, seed: int = 0, patch_size: int | None = None,
-                task_weights: Mapping[str, float] | None = None) -> TaskMixture:
-    """A TaskMixture from a TOML recipe (a path or an already-parsed dict).
-
-    Top level: patch_size (default 128; the argument overrides it), description,
-    and one [[task]] table per component with keys
-      name (required), weight (default 1), task (item label, default name), and either
-      kind + clean [+ level_range, sigma_range]   synthetic degradation of clean images, or
-      input + target                              real pairs (see PAIR_LAYOUTS).
-    Folders are relative to data_root unless absolute. task_weights maps task names
-    to weights that replace the recipe's, for a sitting that leans on one task.
-    """
-    source = str(recipe) if isinstance(recipe, (str, Path)) else "recipe"
-    if isinstance(recipe, (str, Path)):
-        try:
-            with open(recipe, "rb") as f:
-                recipe = tomllib.load(f)
-        except FileNotFoundError:
-            raise ValueError(f"recipe file {source} not found") from None
-        except tomllib.TOMLDecodeError as error:
-            raise ValueError(f"{source}: not valid TOML ({error})") from None
-    unknown = sorted(set(recipe) - _RECIPE_KEYS)
-    if unknown:
-        raise ValueError(f"{source}: unknown key(s) {', '.join(unknown)}; a recipe has {', '.join(sorted(_RECIPE_KEYS))}")
-    tasks = recipe.get("task")
-    if not tasks:
-        raise ValueError(f"{source}: no [[task]] tables; add at least one")
-    patch = int(patch_size if patch_size is not None else recipe.get("patch_size", 128))
-    task_weights = dict(task_weights or {})
-    unknown = sorted(set(task_weights) - {entry.get("name") for entry in tasks})
-    if unknown:
-        names = ", ".join(str(entry.get("name")) for entry in tasks)
-        raise ValueError(f"{source}: no task named {', '.join(unknown)} to reweight; its tasks are {names}")
-    root = Path(data_root)
-    components = []
-    for k, entry in enumerate(tasks):
-        name = entry.get("name", f"task #{k + 1}")
-        unknown = sorted(set(entry) - _TASK_KEYS)
-        if unknown:
-            raise ValueError(f"{source}, task {name!r}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_TASK_KEYS))}")
-        if "name" not in entry:
-            raise ValueError(f"{source}, {name}: every [[task]] needs a name")
-        component_seed = int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
-        label = entry.get("task", name)
-
-        def folder(key: str) -> Path:
-            path = root / entry[key]
-            if not path.is_dir():
-                raise ValueError(
-                    f"{source}, task {name!r}: folder {path} not found; pass --data DIR pointing at a folder that contains {entry[key]}"
-                )
-            return path
-
-        synthetic, paired = "kind" in entry or "clean" in entry, "input" in entry or "target" in entry
-        if synthetic == paired or (synthetic and not {"kind", "clean"} <= set(entry)) or (paired and not {"input", "target"} <= set(entry)):
-            raise ValueError(f"{source}, task {name!r}: give either kind + clean (synthetic) or input + target (real pairs)")
-        if synthetic:
-            dataset: Dataset = SyntheticPairs(
-                folder("clean"),
-                entry["kind"],
-                level_range=tuple(entry.get("level_range", (0.0, 1.0))),
-                patch_size=patch,
-                seed=component_seed,
-                sigma_range=tuple(entry["sigma_range"]) if "sigma_range" in entry else None,
-                task=label,
-            )
-        else:
-            if "level_range" in entry or "sigma_range" in entry:
-                raise ValueError(f"{source}, task {name!r}: level_range/sigma_range apply to synthetic tasks (kind + clean) only")
-            dataset = FolderPairs(folder("input"), folder("target"), patch_size=patch, seed=component_seed, task=label)
-        components.append((dataset, task_weights.get(name, entry.get("weight", 1.0))))
-    return TaskMixture(components, seed=seed)

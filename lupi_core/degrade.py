@@ -27,6 +27,7 @@ Noise follows the published convention exactly (`add_gaussian_noise`): float
 noise added to uint8 pixels, clipped to [0, 255] and truncated to uint8. All
 other kinds round to the nearest uint8.
 """
+
 from __future__ import annotations
 
 import math
@@ -75,7 +76,9 @@ def parameter_ranges() -> dict[str, dict[str, tuple[float, float]]]:
 # Noise
 
 
-def add_gaussian_noise(image: np.ndarray, sigma: float, seed: int | np.random.Generator | np.random.RandomState = 0) -> np.ndarray:
+def add_gaussian_noise(
+    image: np.ndarray, sigma: float, seed: int | np.random.Generator | np.random.RandomState = 0
+) -> np.ndarray:
     """The published noise convention: `clip(uint8 + randn * sigma, 0, 255)` truncated to uint8.
 
     An int `seed` behaves like `np.random.seed(seed); np.random.randn(...)`, the
@@ -116,7 +119,9 @@ def _rain(x: np.ndarray, rng: np.random.Generator, p: dict[str, float]) -> np.nd
     kernels = [_line_kernel(p["length"], p["angle"], p["width"]), _line_kernel(p["length"] / 2, p["angle"], p["width"] / 2)]
     # Seeds over a border as wide as the longest streak of any level, so streaks
     # also enter from outside the frame and the draws do not depend on the level.
-    border = _streak_radius(max(p["length"], _LEVEL_RANGES["rain"]["length"][1]), max(p["width"], _LEVEL_RANGES["rain"]["width"][1]))
+    border = _streak_radius(
+        max(p["length"], _LEVEL_RANGES["rain"]["length"][1]), max(p["width"], _LEVEL_RANGES["rain"]["width"][1])
+    )
     draws = rng.random((h + 2 * border, w + 2 * border))
     brightness = rng.uniform(0.3, 1.0, size=draws.shape)
     near = rng.random(draws.shape) < 0.5
@@ -125,7 +130,9 @@ def _rain(x: np.ndarray, rng: np.random.Generator, p: dict[str, float]) -> np.nd
     layer = np.zeros((h, w), dtype=np.float32)
     for kernel, population in zip(kernels, (seeds * near, seeds * ~near)):
         margin = border - kernel.shape[0] // 2
-        layer += _fft_convolve_valid(population[margin : margin + h + kernel.shape[0] - 1, margin : margin + w + kernel.shape[1] - 1], kernel)
+        layer += _fft_convolve_valid(
+            population[margin : margin + h + kernel.shape[0] - 1, margin : margin + w + kernel.shape[1] - 1], kernel
+        )
     layer = np.clip(layer, 0.0, 1.0) * p["opacity"]
     # Screen blend: streaks brighten, never darken, and saturate towards white.
     return 1.0 - (1.0 - x) * (1.0 - layer[:, :, None])
@@ -297,7 +304,9 @@ def degrade(
     return (out, info) if return_info else out
 
 
-def _apply(image: np.ndarray, kind: str, level: float | None, rng: np.random.Generator, overrides: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+def _apply(
+    image: np.ndarray, kind: str, level: float | None, rng: np.random.Generator, overrides: dict[str, Any]
+) -> tuple[np.ndarray, dict[str, Any]]:
     allowed = set(_LEVEL_RANGES[kind]) | set(_RANDOM_RANGES.get(kind, {})) | ({"kernel"} if kind == "blur" else set())
     unknown = sorted(set(overrides) - allowed)
     if unknown:
@@ -328,7 +337,9 @@ def _apply(image: np.ndarray, kind: str, level: float | None, rng: np.random.Gen
     return out, {"kind": kind, "level": None if level is None else float(level), **p}
 
 
-def _mix(image: np.ndarray, level: float | None, rng: np.random.Generator, params: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+def _mix(
+    image: np.ndarray, level: float | None, rng: np.random.Generator, params: dict[str, Any]
+) -> tuple[np.ndarray, dict[str, Any]]:
     kinds = params.pop("kinds", None)
     if params:
         raise ValueError(f"'mix' takes only kinds=[...] besides level and seed, got {', '.join(sorted(params))}")

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .images import list_images, load_image, save_png
+from .paper import RESTORATION, RESTORATION_DATASETS
 
 # scipy and scikit-image (degrade, metrics, classical) load inside the functions: the CLI
 # imports this module to build its parser for every command.
@@ -66,33 +67,6 @@ BENCHMARKS = {
 TABLE_OF = {"3task": "Table 1", "5task": "Table 2"}
 REAL_PAIRS = "deblur/real-pairs"
 
-# The paper's Tables 1 and 2, (PSNR, SSIM) per column in BENCHMARKS order, then the average.
-PUBLISHED = {
-    "3task": {
-        "AirNet": [(27.94, .962), (34.90, .967), (33.92, .933), (31.26, .888), (28.00, .797), (31.20, .910)],
-        "PromptIR": [(30.58, .974), (36.37, .972), (33.98, .933), (31.31, .888), (28.06, .799), (32.06, .913)],
-        "Art-PromptIR": [(30.83, .979), (37.94, .982), (34.06, .934), (31.42, .891), (28.14, .801), (32.49, .917)],
-        "InstructIR": [(30.22, .959), (37.98, .978), (34.15, .933), (31.52, .890), (28.30, .804), (32.43, .913)],
-        "PromptIR-TUR": [(31.17, .978), (38.57, .984), (34.06, .932), (31.40, .887), (28.13, .797), (32.67, .916)],
-        "AdaIR": [(31.06, .980), (38.64, .983), (34.12, .935), (31.46, .892), (28.19, .802), (32.69, .918)],
-        "VLU-Net": [(30.71, .980), (38.93, .984), (34.13, .935), (31.48, .892), (28.23, .804), (32.70, .919)],
-        "MoCE-IR": [(31.34, .979), (38.57, .984), (34.11, .932), (31.45, .888), (28.18, .800), (32.73, .917)],
-        "LUPI (paper)": [(31.86, .983), (38.92, .985), (34.23, .937), (31.58, .894), (28.33, .807), (32.98, .921)],
-    },
-    "5task": {
-        "AirNet": [(21.04, .884), (32.98, .951), (30.91, .882), (24.35, .781), (18.18, .735), (25.49, .847)],
-        "PromptIR": [(25.20, .931), (35.94, .964), (31.17, .882), (27.32, .842), (20.94, .799), (28.11, .883)],
-        "Gridformer": [(26.79, .951), (36.61, .971), (31.45, .885), (29.22, .884), (22.59, .831), (29.33, .904)],
-        "InstructIR": [(27.10, .956), (36.84, .973), (31.40, .873), (29.40, .886), (23.00, .836), (29.55, .908)],
-        "Transweather-TUR": [(29.68, .966), (33.09, .952), (30.40, .869), (26.63, .815), (23.02, .838),
-                             (28.56, .888)],
-        "AdaIR": [(30.53, .978), (38.02, .981), (31.35, .889), (28.12, .858), (23.00, .845), (30.20, .910)],
-        "VLU-Net": [(30.84, .980), (38.54, .982), (31.43, .891), (27.46, .840), (22.29, .833), (30.11, .905)],
-        "MoCE-IR": [(30.48, .974), (38.04, .982), (31.34, .887), (30.05, .899), (23.00, .852), (30.58, .919)],
-        "LUPI (paper)": [(31.00, .981), (39.20, .986), (31.55, .894), (29.46, .886), (23.66, .865), (30.97, .922)],
-    },
-}
-PUBLISHED_DATASETS = {"dehaze": "SOTS-outdoor", "deblur": "GoPro", "lowlight": "LOL-v1"}
 MEASURED = ("input", "classical", "model")  # row order: references first, ours last, as in the paper
 
 
@@ -217,12 +191,12 @@ def evaluate_benchmark(pipeline, data_dir: str | Path, benchmark: str, limit: in
         rows.append({"key": method, "method": labels[method], "scores": scores, "average": average})
     published = [{"method": name, "scores": {c.key: {"psnr": p, "ssim": s} for c, (p, s) in zip(columns, values)},
                   "average": {"psnr": values[-1][0], "ssim": values[-1][1]}}
-                 for name, values in PUBLISHED[benchmark].items()]
+                 for name, values in RESTORATION[benchmark].items()]
     return {
         "benchmark": benchmark, "table": TABLE_OF[benchmark], "data": str(data_dir), "limit": limit,
         "model": {"label": labels["model"], "config": json.loads(pipeline.cfg.to_json())},
         "columns": [{"key": c.key, "title": c.title, "dataset": c.dataset,
-                     "published_dataset": PUBLISHED_DATASETS.get(c.key, c.dataset.replace("CBSD68", "BSD68")),
+                     "published_dataset": RESTORATION_DATASETS.get(c.key, c.dataset.replace("CBSD68", "BSD68")),
                      "images": len(files[c.key])} for c in columns],
         "classical_methods": {c.key: classical.METHODS[c.kind][0] for c in columns} if references else {},
         "rows": rows, "published": published, "notes": benchmark_notes(benchmark, limit), "per_image": per_image,
@@ -283,27 +257,19 @@ def restore_real_pairs(pipeline, data_dir: str | Path, out_dir: str | Path) -> l
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", type=Path, default=None, help="student weights (default: shipped model)")
     parser.add_argument("--data", type=Path, required=True, help="folder with the benchmark test/ tree")
     parser.add_argument("--benchmark", choices=tuple(BENCHMARKS), default="3task")
     parser.add_argument("--out", type=Path, default=None,
                         help="results JSON; the table (.md) and the restored real blur photos go beside it")
     parser.add_argument("--csv", type=Path, default=None, help="per-image scores (task, image, method, psnr, ssim)")
     parser.add_argument("--limit", type=int, default=None, help="first N images per column, for quick runs")
-    parser.add_argument("--device", default="cpu")
     parser.add_argument("--tile", type=int, default=EVAL_TILE,
                         help="tile size (multiple of 8); the default runs every benchmark image whole")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from .pipeline import load_pretrained
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     pipeline = load_pretrained(args.checkpoint, device=args.device, tile=args.tile)
     try:
         results = evaluate_benchmark(pipeline, args.data, args.benchmark, args.limit, progress=args.progress)

@@ -3,22 +3,20 @@ CC0, read from the installed package, never downloaded), each degraded with
 fixed seeds, plus the clean originals, as PNGs in assets/examples/ with an
 index.json that names each file's clean original and recipe.
 
-Regenerate: ``python -m lupi_core.examples [--out assets/examples]``.
+Regenerate: ``python -m lupi_core examples [--out assets/examples]``.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from .atlas import ASSETS
-from .images import bundled_image
 from .degrade import degrade
-from .images import save_png
+from .images import bundled_image, save_png
 
 EXAMPLES_DIR = ASSETS / "examples"
 MAX_SIDE = 320
@@ -66,7 +64,7 @@ def write_examples(out: str | Path = EXAMPLES_DIR, max_side: int = MAX_SIDE) -> 
     entries += [{"file": f"{name}_clean.png", "image": name, "kind": "clean", "params": {}, "seed": None,
                  "clean": f"{name}_clean.png"} for name in cleans]
     doc = {"source": "scikit-image bundled photographs (public domain / CC0); regenerate with "
-                     "python -m lupi_core.examples", "examples": entries}
+                     "python -m lupi_core examples", "examples": entries}
     (out / "index.json").write_text(json.dumps(doc, indent=1) + "\n")
     return entries
 
@@ -82,16 +80,13 @@ def load_index(folder: str | Path = EXAMPLES_DIR) -> list[dict]:
             if (folder / e["file"]).is_file()]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lupi_core.examples", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=EXAMPLES_DIR)
-    parser.add_argument("--max-side", type=int, default=MAX_SIDE)
-    args = parser.parse_args(argv)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=EXAMPLES_DIR, help="folder for the PNGs and index.json")
+    parser.add_argument("--max-side", type=int, default=MAX_SIDE, help="photographs are fitted within this side")
+
+
+def run(args: argparse.Namespace) -> int:
     entries = write_examples(args.out, args.max_side)
     total = sum((args.out / e["file"]).stat().st_size for e in entries)
     print(f"wrote {len(entries)} examples to {args.out} ({total / 1e6:.1f} MB)")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,17 +12,18 @@ The command line, the evaluation harness and the app all call this module.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .cpu import keep_freed_memory
-from .images import ImageError, to_float_image, to_rgb_uint8, to_tensor, quantize
 from .atlas import ASSETS, DEFAULT_ATLAS, Atlas
+from .hardware import keep_freed_memory, resolve_device
+from .images import ImageError, quantize, to_float_image, to_rgb_uint8, to_tensor
 from .models import StudentSystem, TeacherSystem
 from .tiling import blend_strength, check_tile, restore_tiled, tile_starts
 from .weights import WeightsError, exported_name, load_model
@@ -54,12 +55,12 @@ class Pipeline:
     """The deployed student (D_S + R_S), and optionally the teacher's D_T for comparisons."""
 
     def __init__(self, student: StudentSystem, teacher: TeacherSystem | None = None,
-                 device: str | torch.device = "cpu", tile: int = 512, tile_overlap: int = 64,
+                 device: str | torch.device = "auto", tile: int = 512, tile_overlap: int = 64,
                  tile_refine: int = 2, atlas: Atlas | None = None):
         check_tile(tile, tile_overlap)
         if tile_refine < 0:
             raise ValueError(f"tile_refine must be 0 or more, got {tile_refine}")
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         keep_freed_memory(self.device.type)
         # channels-last routes the depthwise convs to oneDNN: about 2x faster on CPU
         self.student = student.to(self.device, memory_format=torch.channels_last).eval()
@@ -175,7 +176,7 @@ class Pipeline:
 
 
 def load_pretrained(path: str | Path | None = None, teacher: str | Path | None = None,
-                    device: str | torch.device = "cpu", tile: int = 512, atlas: str | Path | None = None,
+                    device: str | torch.device = "auto", tile: int = 512, atlas: str | Path | None = None,
                     tile_refine: int = 2) -> Pipeline:
     """Load a student weights file (default: the shipped model in assets/).
 

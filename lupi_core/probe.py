@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.stats import spearmanr
@@ -57,7 +58,7 @@ def degraded(clean: np.ndarray, kind: str, level: float, seed: int) -> np.ndarra
     return degrade(clean, kind, level=level, seed=seed)
 
 
-def steer(pipeline: "Pipeline", images: dict[str, np.ndarray], seed: int = 0) -> dict:
+def steer(pipeline: Pipeline, images: dict[str, np.ndarray], seed: int = 0) -> dict:
     """The steer and oracle blocks (see the module docstring)."""
     samples = [(kind, clean, degraded(clean, kind, STEER_SIGMA / 60 if kind == "noise" else STEER_LEVEL, seed + i))
                for i, clean in enumerate(images.values()) for kind in KINDS]
@@ -81,7 +82,7 @@ def steer(pipeline: "Pipeline", images: dict[str, np.ndarray], seed: int = 0) ->
     return result
 
 
-def severity(pipeline: "Pipeline", images: dict[str, np.ndarray], seed: int = 0) -> dict:
+def severity(pipeline: Pipeline, images: dict[str, np.ndarray], seed: int = 0) -> dict:
     """The severity block: per kind, the top dimensions' |rho| with the level and the swing."""
     result = {}
     for kind in KINDS:
@@ -104,7 +105,7 @@ def _spearman(x: list[float], y: np.ndarray) -> float:
     return 0.0 if np.isnan(rho) else float(rho)
 
 
-def kinds(pipeline: "Pipeline", images: dict[str, np.ndarray], seed: int = 0) -> dict:
+def kinds(pipeline: Pipeline, images: dict[str, np.ndarray], seed: int = 0) -> dict:
     """The kinds block: leave-one-out 1-NN accuracy and silhouette of standardised d_S."""
     labels, priors = [], []
     for i, clean in enumerate(images.values()):
@@ -123,7 +124,7 @@ def kinds(pipeline: "Pipeline", images: dict[str, np.ndarray], seed: int = 0) ->
             "samples": len(labels), "chance": 1 / len(KINDS)}
 
 
-def alignment(pipeline: "Pipeline", images: dict[str, np.ndarray], seed: int = 0) -> dict | None:
+def alignment(pipeline: Pipeline, images: dict[str, np.ndarray], seed: int = 0) -> dict | None:
     """The alignment block: centred cosine and centred-norm ratio of d_S against d_T."""
     if pipeline.teacher is None:
         return None
@@ -141,7 +142,7 @@ def alignment(pipeline: "Pipeline", images: dict[str, np.ndarray], seed: int = 0
             "scale_ratio": float(np.linalg.norm(s, axis=1).mean() / (np.linalg.norm(t, axis=1).mean() + 1e-12))}
 
 
-def probe(pipeline: "Pipeline", images: dict[str, np.ndarray], seed: int = 0,
+def probe(pipeline: Pipeline, images: dict[str, np.ndarray], seed: int = 0,
           log: Callable[[str], None] = lambda _: None) -> dict:
     """All four blocks for a pipeline (student, and teacher when loaded) on clean `images`."""
     if not pipeline.has_prior:
@@ -179,7 +180,6 @@ def report(result: dict) -> str:
 # -- command line -------------------------------------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", type=Path, default=None, help="student weights (default: the shipped model)")
     parser.add_argument("--teacher", type=Path, default=None,
                         help="teacher weights for oracle and alignment (default: the shipped one with the shipped student)")
     parser.add_argument("--data", type=Path, default=None,
@@ -188,7 +188,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=PROBE_SIZE, help="images are fitted to size x size")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
-    parser.add_argument("--device", default="cpu")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -199,7 +198,11 @@ def run(args: argparse.Namespace) -> int:
     images = (folder_images(args.data, args.max_images, args.size) if args.data is not None
               else bundled_images(size=args.size))
     pipeline = load_pretrained(args.checkpoint, teacher=args.teacher, device=args.device)
-    result = probe(pipeline, images, args.seed, log=lambda text: print(text, file=sys.stderr))
+    def log(text: str) -> None:
+        if args.progress:
+            print(text, file=sys.stderr)
+
+    result = probe(pipeline, images, args.seed, log=log)
     result["checkpoint"] = str(args.checkpoint or "shipped model")
     result["data"] = str(args.data or "bundled photographs")
     print(report(result))

@@ -17,7 +17,7 @@ overlapping tiles. Two things keep the tiles from showing:
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

@@ -18,9 +18,9 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -31,13 +31,13 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from .config import DB_FILM_INITS, ESTIMATOR_DESIGNS, ESTIMATOR_INPUTS, PRESETS, ModelConfig
-from .cpu import keep_freed_memory
+from .data import HELD_OUT_DRAWS, STAGE2_DRAWS
+from .hardware import cpu_has_bf16, keep_freed_memory, resolve_device
 from .images import quantize, to_float_image, to_tensor
-from .losses import (AlignConfig, alignment_loss, frequency_loss, prior_contrast_loss, reconstruction_loss,
-                     wrong_prior_loss)
+from .losses import AlignConfig, alignment_loss, frequency_loss, prior_contrast_loss, reconstruction_loss, wrong_prior_loss
 from .metrics import psnr
-from .settings import runtime_fields, setting
 from .models import build_student, build_teacher
+from .settings import runtime_fields, setting
 from .tiling import forward_padded
 from .weights import exported_name, load_model, save_model
 
@@ -178,7 +178,7 @@ class Distributed:
         return self.rank == 0
 
     @staticmethod
-    def from_env(device_type: str) -> "Distributed":
+    def from_env(device_type: str) -> Distributed:
         """Join the process group when launched by torchrun (WORLD_SIZE > 1)."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world == 1:
@@ -192,15 +192,6 @@ class Distributed:
             dist.barrier()
 
 
-def cpu_has_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), where bf16 autocast pays."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
-
-
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype a run uses (None: fp32 throughout)."""
     if precision == "fp32":
@@ -208,16 +199,6 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "bf16" or device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16()):
         return torch.bfloat16
     return None
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("--device cuda was asked for, but PyTorch sees no CUDA device")
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
 
 
 # -- one stage ---------------------------------------------------------------------------------
@@ -255,8 +236,8 @@ def _set_rng_state(state: dict) -> None:
 
 def validation_patches(dataset: Dataset, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """`count` (degraded, clean) uint8 patches from sample indices no training step reaches
-    (training draws indices from 0 and 10**12 upwards), for monitoring PSNR during training."""
-    items = (dataset[10**15 + i] for i in range(count))
+    (see data.HELD_OUT_DRAWS), for monitoring PSNR during training."""
+    items = (dataset[HELD_OUT_DRAWS + i] for i in range(count))
     return [(quantize(to_float_image(item["degraded"])), quantize(to_float_image(item["clean"]))) for item in items]
 
 
@@ -322,7 +303,7 @@ class Trainer:
             align = alignment_loss(student_prior.float(), teacher_prior.float(), align_cfg)
             return {**losses, "loss": losses["loss"] + align_cfg.weight * align, "align": align}
 
-        return Stage("stage2", student, loss_fn, self.cfg.stage2_steps, STUDENT_FILE, 10**12,
+        return Stage("stage2", student, loss_fn, self.cfg.stage2_steps, STUDENT_FILE, STAGE2_DRAWS,
                      lambda deg, clean: student(deg)[0])
 
     def _reconstruction(self, restored: torch.Tensor, clean: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -15,11 +15,11 @@ from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
 from .config import ModelConfig
+from .hardware import resolve_device
 from .images import to_tensor
 from .models import StudentSystem, TeacherSystem, build_student, build_teacher
 
 FORMAT = "lupi-weights/1"
-KINDS = ("student", "teacher")
 
 
 class WeightsError(RuntimeError):
@@ -64,7 +64,7 @@ def read_metadata(path: str | Path) -> dict:
 
 
 def load_model(path: str | Path, kind: str | None = None, preset: str | None = None,
-               device: str | torch.device = "cpu") -> StudentSystem | TeacherSystem:
+               device: str | torch.device = "auto") -> StudentSystem | TeacherSystem:
     """Rebuild the model a file describes. `kind`/`preset`, when given, must match the file."""
     path = Path(path)
     metadata = read_metadata(path)
@@ -91,7 +91,7 @@ def load_model(path: str | Path, kind: str | None = None, preset: str | None = N
         raise WeightsError(f"{path}: tensors do not match its config (missing {sorted(missing)[:3]}, "
                            f"unexpected {sorted(unexpected)[:3]}, wrong shape {wrong_shape[:3]})")
     model.load_state_dict({k: v.float() for k, v in tensors.items()})
-    return model.to(device).eval()
+    return model.to(resolve_device(device)).eval()
 
 
 def model_info(path: str | Path) -> dict:

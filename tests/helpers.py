@@ -7,8 +7,8 @@ on a free local port.
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
@@ -77,3 +77,11 @@ def serve(pipeline: Pipeline, atlas: Atlas) -> Iterator[str]:
     app.launch(prevent_thread_lock=True, quiet=True, **launch_options("127.0.0.1", port))
     yield f"http://127.0.0.1:{port}/"
     app.close()
+
+
+def command_args(*argv: object):
+    """`python -m lupi_core ARGV` parsed as the command line parses it (shared flags included),
+    to call `args.run(args)` in-process."""
+    from lupi_core.__main__ import build_parser
+
+    return build_parser().parse_args([str(a) for a in argv])

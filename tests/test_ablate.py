@@ -1,14 +1,14 @@
 """The Table 3 / Table 4 ablation on the tiny preset, a few steps per stage, one seed and
 one image per benchmark column: both tables are written with their three rows, the
 siamese LUPI run is shared, the step budget is as documented, and a rerun reuses the runs."""
-import argparse
 
 import pytest
 import skimage.data
 from PIL import Image
-
-from lupi_core import ablate
 from test_evaluate import make_benchmark_tree
+
+from helpers import command_args
+from lupi_core import ablate
 
 
 @pytest.fixture(scope="module")
@@ -22,16 +22,14 @@ def ablation(tmp_path_factory):
     argv = ["--data", str(data), "--clean-folder", str(clean), "--patch-size", "32", "--out", str(root / "runs"),
             "--preset", "tiny", "--steps", "3", "--batch-size", "2", "--lr", "1e-3", "--warmup-steps", "1",
             "--seeds", "0", "--limit", "1", "--threads", "1", "--no-progress"]
-    parser = argparse.ArgumentParser()
-    ablate.add_arguments(parser)
-    assert ablate.run(parser.parse_args(argv)) == 0
-    return root / "runs", parser, argv
+    assert ablate.run(command_args("ablate", *argv)) == 0
+    return root / "runs", argv
 
 
 def test_tables_written_with_three_rows(ablation):
-    out, _, _ = ablation
+    out, _ = ablation
     table3, table4 = (out / "table3.md").read_text(), (out / "table4.md").read_text()
-    body = lambda text: [l for l in text.splitlines() if l.startswith("| ") and "PSNR" not in l]  # noqa: E731
+    body = lambda text: [label for label in text.splitlines() if label.startswith("| ") and "PSNR" not in label]  # noqa: E731
     assert len(body(table3)) == 3 and len(body(table4)) == 3
     assert "| ✓ | ✓ |" in table3 and "32.98 / 0.921" in table3
     assert "Input Addition" in table4 and "Input Concat" in table4 and "Siamese (Ours)" in table4
@@ -45,35 +43,35 @@ def test_tables_written_with_three_rows(ablation):
 def test_budget_gives_single_stage_rows_twice_the_steps(ablation):
     import json
 
-    out, _, _ = ablation
+    out, _ = ablation
     lupi = json.loads((out / "lupi-siamese-seed0" / "train_config.json").read_text())
     single = json.loads((out / "no-privileged-seed0" / "train_config.json").read_text())
     assert (lupi["stage1_steps"], lupi["stage2_steps"], single["stage2_steps"]) == (3, 3, 6)
 
 
 def test_rerun_reuses_finished_runs(ablation, capsys):
-    out, parser, argv = ablation
+    out, argv = ablation
     student = out / "no-predictor-seed0" / "student.safetensors"
     before = student.stat().st_mtime_ns
     capsys.readouterr()
-    assert ablate.run(parser.parse_args(argv)) == 0
+    assert ablate.run(command_args("ablate", *argv)) == 0
     assert student.stat().st_mtime_ns == before
     assert "Table 3" in capsys.readouterr().out
 
 
 def test_changed_settings_refuse_to_mix_runs(ablation):
-    out, parser, argv = ablation
+    out, argv = ablation
     changed = [*argv[:argv.index("--steps") + 1], "4", *argv[argv.index("--steps") + 2:], "--tables", "3"]
     with pytest.raises(ValueError, match="other settings"):
-        ablate.run(parser.parse_args(changed))
+        ablate.run(command_args("ablate", *changed))
 
 
 def test_a_run_saved_before_a_setting_existed_still_resumes(ablation):
     import json
 
-    out, parser, argv = ablation
+    out, argv = ablation
     saved = out / "no-predictor-seed0" / "train_config.json"
     config = json.loads(saved.read_text())
     del config["frequency_weight"]  # as written before the setting was added, at its default
     saved.write_text(json.dumps(config))
-    assert ablate.run(parser.parse_args(argv)) == 0
+    assert ablate.run(command_args("ablate", *argv)) == 0

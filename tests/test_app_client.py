@@ -13,10 +13,9 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
 from gradio_client import Client, handle_file  # noqa: E402
 
+from helpers import serve, shared_model_and_atlas  # noqa: E402
 from lupi_core.atlas import Atlas  # noqa: E402
 from lupi_core.pipeline import load_pretrained  # noqa: E402
-
-from helpers import serve, shared_model_and_atlas  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,11 @@ from PIL import Image
 
 from demo import charts
 from demo.handlers import MAX_PIXELS, Handlers, parse_dims, prior_gap
+from helpers import shared_model_and_atlas
 from lupi_core.atlas import Atlas
 from lupi_core.examples import load_index
 from lupi_core.images import load_image
 from lupi_core.pipeline import load_pretrained
-from helpers import shared_model_and_atlas
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +141,7 @@ def test_truncated_tiny_huge_and_odd_images(handlers, tmp_path):
 
 
 def test_examples_load_with_their_clean_original(handlers):
-    assert handlers.examples, "assets/examples/index.json is missing: run python -m lupi_core.examples"
+    assert handlers.examples, "assets/examples/index.json is missing: run python -m lupi_core examples"
     index = next(i for i, e in enumerate(handlers.examples) if e["kind"] == "noise")
     out = handlers.load_example(index)
     assert out["clean_state"] is not None and out["input_image"].endswith(".png")
@@ -175,7 +175,7 @@ def test_sigma_slider_changes_the_prior(handlers, photo):
 
 def test_map_click_loads_the_right_atlas_sample(handlers):
     atlas = handlers.atlas
-    index = next(i for i, l in enumerate(atlas.labels) if l["kind"] == "noise" and l["sigma"] == 30.0)
+    index = next(i for i, label in enumerate(atlas.labels) if label["kind"] == "noise" and label["sigma"] == 30.0)
     out = handlers.load_atlas_sample(index)
     degraded, clean = atlas.sample(index)
     np.testing.assert_array_equal(out["input_state"], degraded)

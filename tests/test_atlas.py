@@ -3,20 +3,16 @@ description, placement on the maps, and determinism of the maps, on the tiny mod
 atlas of tests/helpers.py."""
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import pytest
 import torch
 
+from helpers import SIZE, SMALL_IMAGES, SMALL_SPECS, build_small_atlas, command_args, make_tiny_checkpoint, shared_model_and_atlas
 from lupi_core import atlas as atlas_module
 from lupi_core.atlas import Atlas, Spec, build_atlas, bundled_image, default_specs, noise_curve
 from lupi_core.degrade import degrade
 from lupi_core.images import ImageError
 from lupi_core.pipeline import load_pretrained
-
-from helpers import (SIZE, SMALL_IMAGES, SMALL_SPECS, build_small_atlas, make_tiny_checkpoint,
-                     shared_model_and_atlas)
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +37,10 @@ def test_build_labels_maps_and_thumbnails(atlas):
     assert np.isfinite(atlas.umap).all() and np.isfinite(atlas.pca).all()
     assert atlas.kinds == ["clean", "noise", "rain", "haze", "blur", "lowlight", "mix"]
     assert atlas.kind_means.shape == (7, 512)
-    noise = [l for l in atlas.labels if l["kind"] == "noise"]
-    assert sorted({l["sigma"] for l in noise}) == [10.0, 30.0, 50.0]
-    assert all(l["level"] is None for l in noise)
-    assert all(len(l["mix_kinds"]) == 2 for l in atlas.labels if l["kind"] == "mix")
+    noise = [label for label in atlas.labels if label["kind"] == "noise"]
+    assert sorted({label["sigma"] for label in noise}) == [10.0, 30.0, 50.0]
+    assert all(label["level"] is None for label in noise)
+    assert all(len(label["mix_kinds"]) == 2 for label in atlas.labels if label["kind"] == "mix")
     assert list(atlas.noise_sigmas) == [0.0, 10.0, 30.0, 50.0] and atlas.noise_curve.shape == (4, 512)
     assert len(atlas.noise_dims) == 6
     # the clean images' mean prior is the sigma-0 point of the noise curve
@@ -132,9 +128,9 @@ def test_folder_images_store_no_thumbnails(pipeline):
     extra = {"folder:private.png": degrade(bundled_image("rocket", SIZE), "haze", level=0.2, seed=0)}
     small = build_atlas(pipeline, {**extra, "astronaut": bundled_image("astronaut", SIZE)},
                         [Spec("clean"), Spec("noise", sigma=20.0)], image_size=SIZE)
-    private = [i for i, l in enumerate(small.labels) if l["image"] == "folder:private.png"]
+    private = [i for i, label in enumerate(small.labels) if label["image"] == "folder:private.png"]
     assert private and all(small.thumbnail(i) is None for i in private)
-    assert all(small.thumbnail(i) for i, l in enumerate(small.labels) if l["image"] == "astronaut")
+    assert all(small.thumbnail(i) for i, label in enumerate(small.labels) if label["image"] == "astronaut")
     with pytest.raises(ImageError, match="not shipped"):
         small.sample(private[0])
 
@@ -159,10 +155,8 @@ def test_default_specs_cover_the_paper_grid():
 
 
 def test_cli_writes_an_atlas(files, tmp_path):
-    parser = argparse.ArgumentParser()
-    atlas_module.add_arguments(parser)
-    args = parser.parse_args(["--checkpoint", str(files[0]), "--out", str(tmp_path / "cli"), "--bundled", "camera",
-                              "--size", "32"])
+    args = command_args("atlas", "--checkpoint", files[0], "--out", tmp_path / "cli", "--bundled", "camera",
+                        "--size", "32", "--no-progress")
     assert atlas_module.run(args) == 0
     built = Atlas.load(tmp_path / "cli")
     assert len(built) == len(default_specs()) and built.meta["checkpoint"] == "student.safetensors"

@@ -1,11 +1,12 @@
 """The Table 5 benchmark on the tiny preset: its rows, the student/backbone ratio, the
 published rows and the pipeline timings are all reported (no timing assertions)."""
-import argparse
+
 import json
 
 import pytest
 import torch
 
+from helpers import command_args
 from lupi_core import bench
 from lupi_core.config import ModelConfig
 from lupi_core.models import build_student
@@ -44,11 +45,9 @@ def test_markdown_and_pipeline(result):
 
 
 def test_cli_without_memory_or_pipeline(tmp_path, capsys):
-    parser = argparse.ArgumentParser()
-    bench.add_arguments(parser)
     out = tmp_path / "bench.json"
-    args = parser.parse_args(["--preset", "tiny", "--size", "32", "--runs", "1", "--warmup", "0", "--no-memory",
-                              "--no-pipeline", "--out", str(out)])
+    args = command_args("bench", "--preset", "tiny", "--size", "32", "--runs", "1", "--warmup", "0", "--no-memory",
+                        "--no-pipeline", "--out", out)
     assert bench.run(args) == 0
     assert "n/a" in capsys.readouterr().out
     saved = json.loads(out.read_text())

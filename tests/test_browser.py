@@ -35,11 +35,10 @@ if not CHROMIUM.exists():
 
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
 
+from helpers import serve, shared_model_and_atlas  # noqa: E402
 from lupi_core.atlas import Atlas  # noqa: E402
 from lupi_core.examples import EXAMPLES_DIR, load_index  # noqa: E402
 from lupi_core.pipeline import DEFAULT_STUDENT, load_pretrained  # noqa: E402
-
-from helpers import serve, shared_model_and_atlas  # noqa: E402
 
 
 @pytest.fixture(scope="module")

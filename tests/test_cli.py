@@ -194,3 +194,42 @@ def test_restore_at_strength_0_writes_the_inputs_exactly(cli):
         np.testing.assert_array_equal(written, np.asarray(Image.open(base / "files" / "in" / f"{name}.png")))
     bad = results["strength_bad"]
     assert bad.returncode == 2 and "strength from 0" in bad.stderr
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(action.choices)
+
+
+def _defaults(parser: argparse.ArgumentParser) -> dict[str, object]:
+    return {a.dest: a.default for a in parser._actions if a.option_strings}
+
+
+def test_every_command_shares_the_run_time_flags_with_the_same_defaults():
+    from lupi_core.__main__ import MODULE_COMMANDS, build_parser
+
+    commands = _subcommands(build_parser())
+    assert set(commands) == {"restore", "info", "train", "export", *MODULE_COMMANDS}
+    assert {"diagnose", "probe", "examples"} <= set(commands)
+    for name, sub in commands.items():
+        defaults = _defaults(sub)
+        assert {k: defaults.get(k, "missing") for k in ("threads", "device", "progress")} == \
+            {"threads": None, "device": "auto", "progress": True}, name
+    loads_student = {name for name, sub in commands.items() if "checkpoint" in _defaults(sub)}
+    assert loads_student == {"restore", "evaluate", "bench", "atlas", "probe"}
+    assert all(_defaults(commands[name])["checkpoint"] is None for name in loads_student)
+
+
+def test_train_takes_device_and_progress_from_the_shared_flags():
+    from lupi_core.__main__ import build_parser
+
+    args = build_parser().parse_args(["train", "--out", "x", "--no-progress", "--device", "cpu"])
+    assert (args.progress, args.device, args.threads) == (False, "cpu", None)
+
+
+def test_a_device_that_is_not_there_is_a_clear_error(capsys):
+    from lupi_core.__main__ import main
+
+    assert main(["info", "--preset", "tiny", "--device", "cuda:7" if not torch.cuda.is_available() else "tpu"]) == 2
+    error = capsys.readouterr().err
+    assert "--device" in error and ("no CUDA device" in error or "give auto, cpu" in error)

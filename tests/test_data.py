@@ -13,12 +13,12 @@ from lupi_core.data import (
     FolderPairs,
     SyntheticPairs,
     TaskMixture,
-    load_recipe,
     noisy_folder,
     pair_folders,
     promptir_datasets,
     random_patch_pair,
 )
+from lupi_core.recipes import TaskSpec, load_recipe
 
 RECIPES = Path(__file__).resolve().parent.parent / "train" / "recipes"
 
@@ -160,7 +160,8 @@ def test_same_name_pairs_with_different_extensions_are_aligned(tmp_path):
 
 def test_sots_and_reside_names_pair_with_the_scene(tmp_path):
     pairs = pair_folders(*write_pairs(tmp_path, ["1400_1.png", "1400_10.png", "1401_2_0.85.png"], ["1400.png", "1401.png"]))
-    assert [(a.name, b.name) for a, b in pairs] == [("1400_1.png", "1400.png"), ("1400_10.png", "1400.png"), ("1401_2_0.85.png", "1401.png")]
+    assert [(a.name, b.name) for a, b in pairs] == [
+        ("1400_1.png", "1400.png"), ("1400_10.png", "1400.png"), ("1401_2_0.85.png", "1401.png")]
 
 
 def test_promptir_rain_names_pair(tmp_path):
@@ -298,7 +299,7 @@ def test_bad_toml_and_missing_recipe_file(tmp_path):
         load_recipe(tmp_path / "absent.toml", tmp_path)
 
 
-@pytest.mark.parametrize("name", ["lupi-small.toml", "noise-only.toml"])
+@pytest.mark.parametrize("name", ["lupi-small.toml", "lupi-small-clean.toml", "noise-only.toml"])
 def test_shipped_recipes_load_on_a_matching_layout(tmp_path, name):
     """Build the folders each shipped recipe names, with tiny images, and load it."""
     recipe = tomllib.loads((RECIPES / name).read_text())
@@ -311,3 +312,23 @@ def test_shipped_recipes_load_on_a_matching_layout(tmp_path, name):
     mix = load_recipe(RECIPES / name, tmp_path)
     assert len(mix.datasets) == len(recipe["task"])
     check_item(mix[0], recipe["patch_size"], mix[0]["task"])
+
+
+def test_a_task_spec_checks_itself_and_is_frozen():
+    with pytest.raises(ValueError, match="either kind \\+ clean"):
+        TaskSpec(name="x", kind="noise")
+    with pytest.raises(ValueError, match="synthetic tasks .* only"):
+        TaskSpec(name="x", input="a", target="b", sigma_range=(0.0, 5.0))
+    with pytest.raises(ValueError, match="weight must be a positive"):
+        TaskSpec(name="x", kind="noise", clean="c", weight=0.0)
+    spec = TaskSpec(name="x", kind="noise", clean="c")
+    with pytest.raises(AttributeError):
+        spec.weight = 2.0
+
+
+def test_a_clean_input_task_pairs_a_folder_with_itself(tmp_path):
+    root = make_data_root(tmp_path / "data")
+    mix = load_recipe({"task": [{"name": "keep", "task": "clean", "input": "clean", "target": "clean"}]}, root,
+                      patch_size=16)
+    item = mix[3]
+    assert item["task"] == "clean" and torch.equal(item["degraded"], item["clean"])

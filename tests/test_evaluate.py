@@ -1,7 +1,7 @@
 """The evaluation harness on a tiny folder laid out like the benchmark data's test/ tree:
 a randomly initialised `tiny` student is scored beside the input and classical rows, with
 the published rows, a per-image CSV, JSON and the markdown table."""
-import argparse
+
 import csv
 import json
 from pathlib import Path
@@ -12,6 +12,7 @@ import skimage.data
 import torch
 from PIL import Image
 
+from helpers import command_args
 from lupi_core import evaluate
 from lupi_core.config import ModelConfig
 from lupi_core.degrade import degrade
@@ -57,9 +58,7 @@ def checkpoint(tmp_path_factory) -> Path:
 
 
 def _run(*argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    evaluate.add_arguments(parser)
-    return evaluate.run(parser.parse_args(list(argv)))
+    return evaluate.run(command_args("evaluate", *argv))
 
 
 def test_evaluate_5task_writes_table_csv_json_and_real_pairs(tree, checkpoint, tmp_path, capsys):

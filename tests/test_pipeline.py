@@ -6,16 +6,15 @@ import skimage.data
 import torch
 from PIL import Image
 
+from helpers import trained_looking
 from lupi_core import pipeline as pipeline_module
 from lupi_core.config import ModelConfig
 from lupi_core.images import ImageError
+from lupi_core.metrics import psnr
 from lupi_core.models import build_student, build_teacher
 from lupi_core.pipeline import Pipeline, load_pretrained
-from lupi_core.metrics import psnr
 from lupi_core.tiling import feather, forward_padded, owned_spans, restore_independent_tiles, tile_starts
 from lupi_core.weights import WeightsError, save_model
-
-from helpers import trained_looking
 
 TINY = ModelConfig.preset("tiny")
 

@@ -3,11 +3,10 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import shared_model_and_atlas
 from lupi_core import probe as probe_module
 from lupi_core.images import bundled_images
 from lupi_core.pipeline import load_pretrained
-
-from helpers import shared_model_and_atlas
 
 IMAGES = ("astronaut", "coffee")
 

@@ -17,13 +17,12 @@ import torch.multiprocessing as mp
 from PIL import Image
 from torch.utils.data import Dataset
 
+from helpers import free_port
 from lupi_core import trainer as trainer_module
 from lupi_core.config import ModelConfig
 from lupi_core.models import build_student
 from lupi_core.trainer import SampleIndices, TrainConfig, Trainer, learning_rate, validation_patches
 from lupi_core.weights import load_model, model_info
-
-from helpers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ModelConfig.preset("tiny")

@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PROBE = """
 import sys, torch
 from pathlib import Path
-from lupi_core.cpu import keep_freed_memory
+from lupi_core.hardware import keep_freed_memory
 def rss_mb():
     line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmRSS:"))
     return int(line.split()[1]) / 1024
