@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -152,7 +152,7 @@ def map_figure(atlas: Atlas, space: str = "umap", color_by: str = "kind",
     data: list[dict] = []
     if color_by == "kind":
         for kind in atlas.kinds:
-            idx = [i for i, l in enumerate(labels) if l["kind"] == kind]
+            idx = [i for i, label in enumerate(labels) if label["kind"] == kind]
             data.append(dict(type="scatter", mode="markers", name=KIND_NAMES.get(kind, kind),
                              x=xy[idx, 0].round(4).tolist(), y=xy[idx, 1].round(4).tolist(), customdata=idx,
                              text=[sample_text(labels[i]) for i in idx], hoverinfo="none",
@@ -163,9 +163,9 @@ def map_figure(atlas: Atlas, space: str = "umap", color_by: str = "kind",
                    "blur": "diamond", "lowlight": "star", "mix": "x"}
         data.append(dict(type="scatter", mode="markers", name="severity", x=xy[:, 0].round(4).tolist(),
                          y=xy[:, 1].round(4).tolist(), customdata=list(range(len(labels))),
-                         text=[sample_text(l) for l in labels], hoverinfo="none",
-                         marker=dict(size=8, color=[l["severity"] for l in labels], colorscale="Viridis",
-                                     cmin=0, cmax=1, symbol=[symbols.get(l["kind"], "circle") for l in labels],
+                         text=[sample_text(label) for label in labels], hoverinfo="none",
+                         marker=dict(size=8, color=[label["severity"] for label in labels], colorscale="Viridis",
+                                     cmin=0, cmax=1, symbol=[symbols.get(label["kind"], "circle") for label in labels],
                                      colorbar=dict(title="severity", thickness=12), opacity=0.9,
                                      line=dict(width=0.5, color="white")),
                          showlegend=False))

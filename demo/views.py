@@ -124,5 +124,4 @@ not. That is the prior at work.
 
 CSS = """
 #lupi-title h1 { margin-bottom: 0; }
-.lupi-small { font-size: 0.9em; color: #555; }
 """

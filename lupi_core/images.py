@@ -120,6 +120,16 @@ def quantize(image: np.ndarray) -> np.ndarray:
 
 # -- photographs shipped with scikit-image, folders, thumbnails ------------------------------------
 
+def fit_within(image: np.ndarray, side: int) -> np.ndarray:
+    """Downscale (never up, area filter) so the longer side is at most `side`."""
+    h, w = image.shape[:2]
+    if max(h, w) <= side:
+        return image
+    scale = side / max(h, w)
+    size = (max(8, round(w * scale)), max(8, round(h * scale)))
+    return np.array(Image.fromarray(image).resize(size, Image.Resampling.BOX))
+
+
 def fit_square(image: np.ndarray, size: int = 256) -> np.ndarray:
     """Resize so the short side is `size` (area filter), then centre-crop to size x size."""
     image = to_rgb_uint8(image)

@@ -1,27 +1,34 @@
-"""The app's event handlers as plain functions: no server, no browser."""
+"""The app's tabs and their handlers as plain functions: no server, no browser."""
 from __future__ import annotations
 
 import io
 import json
 
+import gradio as gr
 import numpy as np
 import pytest
 from PIL import Image
 
 from demo import charts
-from demo.handlers import MAX_PIXELS, Handlers, parse_dims, prior_gap
+from demo.app import Tabs, prior_report
+from demo.session import MAX_PIXELS, Session
+from demo.tabs.privileged import OWN, parse_dims, prior_gap
 from helpers import shared_model_and_atlas
-from lupi_core.atlas import Atlas
+from lupi_core.atlas import Atlas, bundled_image
 from lupi_core.examples import load_index
-from lupi_core.images import load_image
+from lupi_core.images import ImageError, load_image
 from lupi_core.pipeline import load_pretrained
 
 
 @pytest.fixture(scope="module")
-def handlers(tmp_path_factory):
+def tabs(tmp_path_factory):
     student, teacher, atlas_path = shared_model_and_atlas(tmp_path_factory)
     pipeline = load_pretrained(student, teacher=teacher)
-    return Handlers(pipeline, Atlas.load(atlas_path), load_index(), tmp_dir=tmp_path_factory.mktemp("app"))
+    tabs = Tabs(Session(pipeline, Atlas.load(atlas_path), load_index(), tmp_dir=tmp_path_factory.mktemp("app")))
+    with gr.Blocks():  # the components, so that handler results can be matched to them
+        for tab in tabs:
+            tab.build()
+    return tabs
 
 
 @pytest.fixture()
@@ -33,14 +40,21 @@ def photo(tmp_path):
     return path, image
 
 
-def test_upload_then_restore_a_path(handlers, photo):
+def _example(tabs, kind):
+    current, _ = tabs.restore.load_example(next(i for i, e in enumerate(tabs.session.examples) if e["kind"] == kind))
+    return current
+
+
+def test_upload_then_restore_a_path(tabs, photo):
     path, image = photo
-    loaded = handlers.load_upload(str(path))
-    np.testing.assert_array_equal(loaded["input_state"], image)
-    assert loaded["clean_state"] is None and loaded["prior_state"].shape == (512,)
-    assert "What the model thinks" in loaded["describe"]
-    assert loaded["nn_table"] and loaded["nn_table"][0][0] == 1
-    result = handlers.restore(str(path), None)
+    current = tabs.restore.load_upload(str(path))
+    np.testing.assert_array_equal(current.image, image)
+    assert current.clean is None and current.prior.shape == (512,)
+    shown = tabs.show(current)
+    assert "What the model thinks" in shown[tabs.restore]["describe"]
+    assert "Uploaded photo.png" in shown[tabs.restore]["status"]
+    assert shown[tabs.atlas]["neighbour_table"][0][0] == 1
+    result = tabs.restore.restore(str(path), current)
     before, after = result["restored"]
     np.testing.assert_array_equal(before, image)
     assert after.shape == image.shape and after.dtype == np.uint8
@@ -49,175 +63,199 @@ def test_upload_then_restore_a_path(handlers, photo):
     assert "no PSNR" in result["metrics"]
 
 
-def test_restore_reports_tile_progress(handlers):
-    handlers.pipeline.tile = 136  # force tiles (overlap 64) on a small image
+def test_every_name_a_tab_fills_is_one_of_its_components(tabs, photo):
+    current = tabs.restore.load_upload(str(photo[0]))
+    for tab, values in tabs.show(current).items():
+        assert set(values) <= set(tab.shown()), tab.title
+        tab.updates(values)  # raises AttributeError for a name that is not a component
+
+
+def test_restore_reports_tile_progress(tabs):
+    tabs.session.pipeline.tile = 136  # force tiles (overlap 64) on a small image
     calls, descriptions = [], []
 
     def progress(value, desc=None):
         calls.append(value)
         descriptions.append(desc)
     try:
-        out = handlers.restore(np.zeros((160, 200, 3), np.uint8), None, progress=progress)
+        out = tabs.restore.restore(np.zeros((160, 200, 3), np.uint8), None, progress=progress)
     finally:
-        handlers.pipeline.tile = 512
+        tabs.session.pipeline.tile = 512
     assert "restored" in out, out
     assert calls and calls[-1][0] == calls[-1][1] > 1
     assert calls[0][0] == 0 and "about" in descriptions[0]  # a time estimate before the tiles start
 
 
-def test_a_clean_looking_input_is_left_alone_until_restore_anyway(handlers):
-    from lupi_core.atlas import bundled_image
-
+def test_a_clean_looking_input_is_left_alone_until_restore_anyway(tabs):
     clean = bundled_image("astronaut", 64)  # a clean sample of the test atlas: read as clean
-    kept = handlers.restore(clean, None)
+    kept = tabs.restore.restore(clean, None)
     assert "left as it is" in kept["status"] and "Restore anyway" in kept["status"]
     np.testing.assert_array_equal(kept["restored"][1], clean)
-    forced = handlers.restore(clean, None, force=True)
+    forced = tabs.restore.restore(clean, None, force=True)
     assert forced["status"].startswith("Restored") and not np.array_equal(forced["restored"][1], clean)
-    np.testing.assert_array_equal(handlers.restore(clean, None, strength=0.0, force=True)["restored"][1], clean)
+    np.testing.assert_array_equal(tabs.restore.restore(clean, None, strength=0.0, force=True)["restored"][1], clean)
 
 
-def test_synthesize_knows_the_clean_original(handlers, photo):
+def test_synthesize_knows_the_clean_original(tabs, photo):
     path, image = photo
-    handlers_state = handlers.load_upload(str(path))
-    out = handlers.synthesize("noise", 25, 3, handlers_state["input_state"], None)
-    np.testing.assert_array_equal(out["clean_state"], image)
-    assert out["input_image"].shape == image.shape and not np.array_equal(out["input_image"], image)
-    again = handlers.synthesize("noise", 25, 3, out["input_state"], out["clean_state"])  # from the clean, not compounded
-    np.testing.assert_array_equal(again["input_state"], out["input_state"])
-    result = handlers.restore(out["input_state"], out["clean_state"])
+    uploaded = tabs.restore.load_upload(str(path))
+    noisy = tabs.restore.synthesize("noise", 25, 3, uploaded)
+    np.testing.assert_array_equal(noisy.clean, image)
+    assert noisy.image.shape == image.shape and not np.array_equal(noisy.image, image)
+    again = tabs.restore.synthesize("noise", 25, 3, noisy)  # from the clean original, not compounded
+    np.testing.assert_array_equal(again.image, noisy.image)
+    result = tabs.restore.restore(noisy.image, noisy)
     assert "PSNR" in result["metrics"] and "restored" in result["metrics"]
     for kind in ("rain", "haze", "blur", "lowlight", "mix"):
-        assert handlers.synthesize(kind, 0.5, 0, image, None)["input_state"].shape == image.shape
-    assert "load an image first" in handlers.synthesize("noise", 25, 0, None, None)["status"]
+        assert tabs.restore.synthesize(kind, 0.5, 0, uploaded).image.shape == image.shape
+    with pytest.raises(ValueError, match="load an image first"):
+        tabs.restore.synthesize("noise", 25, 0, None)
 
 
-def test_severity_control_switches_units(handlers):
-    assert handlers.severity_control("noise")["severity"]["maximum"] == 75
-    assert handlers.severity_control("haze")["severity"]["maximum"] == 1
+def test_severity_control_switches_units(tabs):
+    assert tabs.restore.severity_control("noise")["severity"]["maximum"] == 75
+    assert tabs.restore.severity_control("haze")["severity"]["maximum"] == 1
 
 
 @pytest.mark.parametrize("content", [b"not an image at all", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40])
-def test_bad_files_give_a_message_not_an_exception(handlers, tmp_path, content):
+def test_bad_files_give_a_message_not_an_exception(tabs, tmp_path, content):
     bad = tmp_path / "bad.png"
     bad.write_bytes(content)
-    for out in (handlers.load_upload(str(bad)), handlers.restore(str(bad), None)):
-        assert set(out) == {"status"} and out["status"].startswith("⚠️")
-    assert "no image" in handlers.load_upload(None)["status"]
-    assert "error" in handlers.prior_report(str(bad))
+    with pytest.raises(ImageError, match="bad.png"):
+        tabs.restore.load_upload(str(bad))
+    out = tabs.restore.restore(str(bad), None)
+    assert set(out) == {"status"} and out["status"].startswith("⚠️") and "bad.png" in out["status"]
+    with pytest.raises(ImageError, match="no image"):
+        tabs.restore.load_upload(None)
+    assert "error" in prior_report(tabs.session, str(bad))
 
 
-def test_truncated_tiny_huge_and_odd_images(handlers, tmp_path):
+def test_truncated_tiny_huge_and_odd_images(tabs, tmp_path):
+    load = tabs.restore.load_upload
     full = tmp_path / "full.jpg"
     Image.fromarray(np.full((64, 64, 3), 120, np.uint8)).save(full, quality=90)
     truncated = tmp_path / "truncated.jpg"
     truncated.write_bytes(full.read_bytes()[:300])
-    assert handlers.load_upload(str(truncated))["status"].startswith("⚠️")
+    with pytest.raises(ImageError, match="truncated.jpg"):
+        load(str(truncated))
     tiny = tmp_path / "tiny.png"
     Image.fromarray(np.zeros((4, 30, 3), np.uint8)).save(tiny)
-    assert "at least 8" in handlers.load_upload(str(tiny))["status"]
+    with pytest.raises(ImageError, match="at least 8"):
+        load(str(tiny))
     huge = tmp_path / "huge.png"
     side = int(MAX_PIXELS ** 0.5) + 10
     Image.new("L", (side, side)).save(huge)  # only the header is read before refusing
-    assert "MP limit" in handlers.load_upload(str(huge))["status"]
+    with pytest.raises(ImageError, match="MP limit"):
+        load(str(huge))
     gray16 = tmp_path / "gray16.png"
     Image.fromarray(np.full((16, 16), 40000, np.uint16)).save(gray16)
-    out = handlers.load_upload(str(gray16))
-    assert out["input_state"].shape == (16, 16, 3) and "16-bit" in out["status"]
+    current = load(str(gray16))
+    assert current.image.shape == (16, 16, 3) and "16-bit" in current.note
     rgba = tmp_path / "rgba.png"
     Image.fromarray(np.zeros((16, 16, 4), np.uint8)).save(rgba)
-    out = handlers.load_upload(str(rgba))
-    assert (out["input_state"] == 255).all() and "transparency" in out["status"]  # transparent -> white
+    current = load(str(rgba))
+    assert (current.image == 255).all() and "transparency" in current.note  # transparent -> white
     gif = tmp_path / "anim.gif"
     frames = [Image.new("RGB", (16, 16), c) for c in ("red", "blue")]
     frames[0].save(gif, save_all=True, append_images=frames[1:])
-    assert "first frame" in handlers.load_upload(str(gif))["status"]
+    assert "first frame" in load(str(gif)).note
     rotated = tmp_path / "rotated.jpg"
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees on display
     Image.fromarray(np.zeros((16, 32, 3), np.uint8)).save(rotated, exif=exif)
-    out = handlers.load_upload(str(rotated))
-    assert out["input_state"].shape == (32, 16, 3) and "EXIF" in out["status"]
+    current = load(str(rotated))
+    assert current.image.shape == (32, 16, 3) and "EXIF" in current.note
 
 
-def test_examples_load_with_their_clean_original(handlers):
-    assert handlers.examples, "assets/examples/index.json is missing: run python -m lupi_core examples"
-    index = next(i for i, e in enumerate(handlers.examples) if e["kind"] == "noise")
-    out = handlers.load_example(index)
-    assert out["clean_state"] is not None and out["input_image"].endswith(".png")
-    clean_example = next(i for i, e in enumerate(handlers.examples) if e["kind"] == "clean")
-    assert handlers.load_example(clean_example)["clean_state"] is None
+def test_examples_load_with_their_clean_original(tabs):
+    examples = tabs.session.examples
+    assert examples, "assets/examples/index.json is missing: run python -m lupi_core examples"
+    current, path = tabs.restore.load_example(next(i for i, e in enumerate(examples) if e["kind"] == "noise"))
+    assert current.clean is not None and path.endswith(".png")
+    clean, _ = tabs.restore.load_example(next(i for i, e in enumerate(examples) if e["kind"] == "clean"))
+    assert clean.clean is None
+    with pytest.raises(ImageError, match="no example"):
+        tabs.restore.load_example(len(examples))
 
 
-def test_prior_chart_has_512_bars(handlers, photo):
-    out = handlers.load_upload(str(photo[0]))
-    bars = [trace for trace in out["insp_prior_plot"].data if trace.type == "bar"]
+def test_prior_chart_has_512_bars(tabs, photo):
+    current = tabs.restore.load_upload(str(photo[0]))
+    plot = tabs.inspector.show(current)["prior_plot"]
+    bars = [trace for trace in plot.data if trace.type == "bar"]
     assert len(bars) == 1 and len(bars[0].y) == 512
-    assert len(out["insp_prior_plot"].layout.annotations) == 8  # top-8 dims labelled by index
-    report = handlers.prior_report(str(photo[0]))
-    assert len(report["prior"]) == 512 and report["kind"] in handlers.atlas.kinds
+    np.testing.assert_allclose(bars[0].y, current.prior, rtol=1e-6)
+    assert len(plot.layout.annotations) == 8  # top-8 dims labelled by index
+    report = prior_report(tabs.session, str(photo[0]))
+    assert len(report["prior"]) == 512 and report["kind"] in tabs.session.atlas.kinds
 
 
-def test_sigma_slider_changes_the_prior(handlers, photo):
-    state = handlers.load_upload(str(photo[0]))
-    low = handlers.inspect_sigma(state["insp_clean"], state["insp_curve"], 5)
-    high = handlers.inspect_sigma(state["insp_clean"], state["insp_curve"], 60)
-    assert not np.allclose(low["insp_sigma_prior"], high["insp_sigma_prior"])
-    bar_low = next(t for t in low["insp_prior_plot"].data if t.type == "bar")
-    bar_high = next(t for t in high["insp_prior_plot"].data if t.type == "bar")
-    assert not np.allclose(bar_low.y, bar_high.y)
-    assert high["insp_noisy"].shape == state["insp_clean"].shape
-    assert any(abs(shape.x0 - 60) < 1e-9 for shape in high["insp_curve_plot"].layout.shapes)  # sigma marked
-    assert "Load an image first" in handlers.inspect_sigma(None, None, 10)["insp_info"]
-    restored = handlers.inspect_restore(state["insp_clean"], 30)
-    assert restored["insp_result"][1].shape == state["insp_clean"].shape and "dB" in restored["insp_metrics"]
+def _bars(plot) -> np.ndarray:
+    return np.asarray(next(t for t in plot.data if t.type == "bar").y)
 
 
-def test_map_click_loads_the_right_atlas_sample(handlers):
-    atlas = handlers.atlas
+def test_sigma_slider_changes_the_prior(tabs, photo):
+    inspector = tabs.inspector
+    shown = inspector.show(tabs.restore.load_upload(str(photo[0])))
+    low = inspector.on_sigma(shown["clean_copy"], shown["curve"], 5)
+    high = inspector.on_sigma(shown["clean_copy"], shown["curve"], 60)
+    np.testing.assert_allclose(_bars(high["prior_plot"]), tabs.session.pipeline.prior(high["noisy"]), rtol=1e-5)
+    assert not np.allclose(_bars(low["prior_plot"]), _bars(high["prior_plot"]))
+    assert high["noisy"].shape == shown["clean_copy"].shape
+    assert any(abs(shape.x0 - 60) < 1e-9 for shape in high["curve_plot"].layout.shapes)  # sigma marked
+    assert "Load an image first" in inspector.on_sigma(None, None, 10)["info"]
+    restored = inspector.on_release(shown["clean_copy"], 30)
+    assert restored["result"][1].shape == shown["clean_copy"].shape and "dB" in restored["metrics"]
+
+
+def test_map_click_loads_the_right_atlas_sample(tabs):
+    atlas = tabs.session.atlas
     index = next(i for i, label in enumerate(atlas.labels) if label["kind"] == "noise" and label["sigma"] == 30.0)
-    out = handlers.load_atlas_sample(index)
+    current, shown_input = tabs.atlas.load_sample(index)
     degraded, clean = atlas.sample(index)
-    np.testing.assert_array_equal(out["input_state"], degraded)
-    np.testing.assert_array_equal(out["clean_state"], clean)
-    np.testing.assert_allclose(out["prior_state"], atlas.priors[index], rtol=1e-4, atol=1e-5)
-    assert out["selected_tab"] == "inspector" and f"#{index}" in out["map_info"]
-    assert out["nn_table"][0][1] == index  # its own nearest neighbour
-    assert "current image" in handlers.load_atlas_sample(-1)["map_info"]
+    np.testing.assert_array_equal(current.image, degraded)
+    np.testing.assert_array_equal(shown_input, degraded)
+    np.testing.assert_array_equal(current.clean, clean)
+    np.testing.assert_allclose(current.prior, atlas.priors[index], rtol=1e-4, atol=1e-5)
+    assert f"#{index}" in current.source
+    assert tabs.atlas.show(current)["neighbour_table"][0][1] == index  # its own nearest neighbour
+    with pytest.raises(IndexError, match="current image"):
+        tabs.atlas.load_sample(-1)
 
 
-def test_map_spec_has_every_sample_and_the_marker(handlers):
-    atlas = handlers.atlas
+def test_map_spec_has_every_sample_and_the_marker(tabs):
+    atlas = tabs.session.atlas
     fig = charts.map_figure(atlas, "pca", "kind", marker=(0.0, 0.0))
     ids = sorted(i for trace in fig["data"] for i in trace["customdata"])
     assert ids == [-1] + list(range(len(atlas)))
     by_level = charts.map_figure(atlas, "umap", "level")
     assert len(by_level["data"][0]["x"]) == len(atlas)
-    assert handlers.map_value("PCA", "level", atlas.priors[0]).startswith("{")
+    assert tabs.atlas.map_value("pca", "level", atlas.priors[0]).startswith("{")
 
 
-def test_privileged_vs_predicted_gap(handlers):
-    out = handlers.load_example(next(i for i, e in enumerate(handlers.examples) if e["kind"] == "haze"))
-    compared = handlers.compare_priors(out["input_state"], out["clean_state"])
-    gap = compared["priv_gap"]
+def test_privileged_vs_predicted_gap(tabs):
+    current = _example(tabs, "haze")
+    compared = tabs.privileged.compare(current)
+    gap = prior_gap(tabs.session.pipeline.privileged_prior(current.image, current.clean), current.prior)
     assert gap["kl"] >= 0 and -1 <= gap["cosine"] <= 1 and gap["l1"] >= 0
-    assert "KL" in compared["priv_info"] and "dB" in compared["priv_info"]
-    assert compared["priv_teacher"].shape == out["input_state"].shape
-    assert len(compared["priv_plot"].data) == 2
-    assert handlers.compare_priors(out["input_state"], None)["priv_info"].startswith("⚠️")
+    assert f"**{gap['kl']:.4f}**" in compared["info"] and "dB" in compared["info"]
+    assert compared["with_teacher"].shape == current.image.shape
+    assert len(compared["plot"].data) == 2
+    uploaded = tabs.session.current(current.image, None, "no clean original")
+    assert tabs.privileged.compare(uploaded)["info"].startswith("⚠️")
     same = prior_gap(np.ones(512), np.ones(512))
     assert same["kl"] == pytest.approx(0, abs=1e-6) and same["cosine"] == pytest.approx(1) and same["l1"] == 0
 
 
-def test_counterfactual_differs(handlers):
-    out = handlers.load_example(next(i for i, e in enumerate(handlers.examples) if e["kind"] == "rain"))
-    image, clean = out["input_state"], out["clean_state"]
-    scaled = handlers.counterfactual(image, clean, "own prior, chosen dims scaled", "", -3)
+def test_counterfactual_differs(tabs):
+    current = _example(tabs, "rain")
+    scaled = tabs.privileged.counterfactual(current, OWN, "", -3)
     default, changed = scaled["cf_result"]
-    assert scaled["cf_change"] > 0 and not np.array_equal(default, changed)
-    other = handlers.counterfactual(image, clean, "atlas mean: haze", "", 1)
-    assert other["cf_change"] > 0 and "haze" in other["cf_info"] and "PSNR" in other["cf_info"]
-    assert handlers.counterfactual(image, clean, "own prior, chosen dims scaled", "999", 2)["cf_info"].startswith("⚠️")
+    assert not np.array_equal(default, changed)
+    change = float(np.mean(np.abs(changed.astype(float) - default)))
+    assert abs(change - float(scaled["cf_info"].split("**")[1].split("/")[0])) < 0.6  # the number it prints
+    other = tabs.privileged.counterfactual(current, "haze", "", 1)
+    assert "haze" in other["cf_info"] and "PSNR" in other["cf_info"]
+    assert tabs.privileged.counterfactual(current, OWN, "999", 2)["cf_info"].startswith("⚠️")
 
 
 def test_parse_dims_and_difference_gain():
@@ -232,19 +270,19 @@ def test_parse_dims_and_difference_gain():
 
 
 def test_app_builds_and_degrades_gracefully_without_atlas_or_teacher(tmp_path_factory, photo):
-    import gradio as gr
-
     from demo.app import build_app
 
     student, _, atlas_path = shared_model_and_atlas(tmp_path_factory)
     bare = load_pretrained(student)
     assert isinstance(build_app(bare, None, []), gr.Blocks)
     assert isinstance(build_app(bare, Atlas.load(atlas_path)), gr.Blocks)  # the shipped examples
-    plain = Handlers(bare, None, [], tmp_dir=tmp_path_factory.mktemp("bare"))
-    out = plain.load_upload(str(photo[0]))
-    assert out["prior_state"].shape == (512,) and "No atlas" in out["describe"]
-    assert "no teacher" in plain.compare_priors(out["input_state"], out["input_state"])["priv_info"]
-    assert "restored" in plain.restore(str(photo[0]), None)
+    plain = Tabs(Session(bare, None, [], tmp_dir=tmp_path_factory.mktemp("bare")))
+    current = plain.restore.load_upload(str(photo[0]))
+    assert current.prior.shape == (512,) and "No atlas" in plain.restore.show(current)["describe"]
+    assert plain.atlas.show(current) == {} and plain.atlas.shown() == []
+    with_clean = plain.session.current(current.image, current.image, "test")
+    assert "no teacher" in plain.privileged.compare(with_clean)["info"]
+    assert "restored" in plain.restore.restore(str(photo[0]), None)
 
 
 def test_load_defaults_checks_the_atlas_matches_the_model(tmp_path_factory, capsys):
@@ -258,7 +296,7 @@ def test_load_defaults_checks_the_atlas_matches_the_model(tmp_path_factory, caps
         load_defaults(student, None, atlas_path.with_name("missing"))
 
 
-def test_a_png_whose_header_claims_30000_squared_gets_a_message_naming_the_upload(handlers, tmp_path):
+def test_a_png_whose_header_claims_30000_squared_gets_a_message_naming_the_upload(tabs, tmp_path):
     import struct
     import zlib
 
@@ -272,7 +310,8 @@ def test_a_png_whose_header_claims_30000_squared_gets_a_message_naming_the_uploa
     upload = tmp_path / "cache-3f9a2c" / "bomb.png"
     upload.parent.mkdir()
     upload.write_bytes(bytes(data))
-    for out in (handlers.load_upload(str(upload)), handlers.restore(str(upload), None),
-                handlers.prior_report(str(upload))):
-        message = json.dumps(out, default=str)
+    with pytest.raises(ImageError) as raised:
+        tabs.restore.load_upload(str(upload))
+    for message in (str(raised.value), json.dumps(tabs.restore.restore(str(upload), None)),
+                    json.dumps(prior_report(tabs.session, str(upload)))):
         assert "bomb.png" in message and "cache-3f9a2c" not in message and "limit" in message
