@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .markdown import markdown_table
 from .paper import ABLATION
 
 VARIANTS = {
@@ -136,14 +137,14 @@ def table_markdown(table: str, scores: dict[str, list[dict]], settings: Ablation
     """One ablation table: mean ± sample std over seeds, the per-seed values, the paper's numbers."""
     title, heads, rows = TABLES[table]
     header = [*heads, "PSNR ↑", "SSIM ↑", "per seed (PSNR / SSIM)", "published PSNR / SSIM"]
-    lines = [f"# {title} (measured here)", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    body = []
     for variant, cells in rows:
         paper_psnr, paper_ssim = ABLATION[variant]
         runs = scores[variant]
         per_seed = ", ".join(f"seed {r['seed']}: {r['psnr']:.2f} / {r['ssim']:.3f}" for r in runs)
-        lines.append("| " + " | ".join([*cells, _mean_std([r["psnr"] for r in runs], 2),
-                                        _mean_std([r["ssim"] for r in runs], 3), per_seed,
-                                        f"{paper_psnr:.2f} / {paper_ssim:.3f}"]) + " |")
+        body.append([*cells, _mean_std([r["psnr"] for r in runs], 2), _mean_std([r["ssim"] for r in runs], 3),
+                     per_seed, f"{paper_psnr:.2f} / {paper_ssim:.3f}"])
+    lines = [f"# {title} (measured here)", "", markdown_table(header, body)]
     s = settings
     budget = (f"LUPI: {s.steps} Stage-1 + {s.steps} Stage-2 steps; single-stage rows: {s.single_stage_steps()} "
               f"steps ({s.budget}: " + ("the same total number of optimizer steps as LUPI)" if s.budget == "equal-total"

@@ -31,9 +31,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from .cli import write_results
 from .complexity import gmac
 from .config import ModelConfig
 from .hardware import keep_freed_memory, resolve_device
+from .markdown import markdown_table
 from .models import build_backbone, build_student, count_parameters
 from .paper import COST
 from .prior import DegradationPredictor
@@ -261,23 +263,22 @@ def _ratio_cells(ratio: dict) -> list[str]:
 
 def bench_to_markdown(result: dict) -> str:
     """The Table 5 layout: measured rows, the student/backbone ratio, then the paper's rows."""
-    header = "| Model | Params | GMAC | Peak memory | Latency | Throughput |\n|---|---|---|---|---|---|"
+    header = ["Model", "Params", "GMAC", "Peak memory", "Latency", "Throughput"]
     rows = result["rows"]
-    line = lambda name, cells: "| " + " | ".join([name] + cells) + " |"  # noqa: E731
-    measured = [line(rows[k]["name"], _cells(rows[k])) for k in ("backbone", "student")]
-    measured.append(line("*ratio student / backbone*", _ratio_cells(result["ratio"])))
+    measured = [[rows[k]["name"], *_cells(rows[k])] for k in ("backbone", "student")]
+    measured.append(["*ratio student / backbone*", *_ratio_cells(result["ratio"])])
     if "predictor" in rows:
-        measured.append(line(rows["predictor"]["name"], _cells(rows["predictor"])))
-    published = [line(name, _cells({"name": name, **row})) for name, row in result["published"].items()]
-    published.append(line("*ratio LUPI / Restormer (paper)*", _ratio_cells(result["published_ratio"])))
+        measured.append([rows["predictor"]["name"], *_cells(rows["predictor"])])
+    published = [[name, *_cells({"name": name, **row})] for name, row in result["published"].items()]
+    published.append(["*ratio LUPI / Restormer (paper)*", *_ratio_cells(result["published_ratio"])])
     method = next((r["memory_method"] for r in rows.values() if r.get("memory_method")), "not measured")
     text = [
         f"**Table 5 layout: preset `{result['preset']}`"
         + (f" (weights {result['checkpoint']})" if result["checkpoint"] else "")
         + f", input 1x3x{result['size']}x{result['size']}, {result['device']}, {result['threads']} torch "
           f"thread(s), median of {result['runs']} run(s) after {result['warmup']} warm-up**",
-        "", header, *measured, "", "Published (paper Table 5, one RTX 4090, 3x256x256, mean of 100 runs; "
-        "not measured here):", "", header, *published, "",
+        "", markdown_table(header, measured), "", "Published (paper Table 5, one RTX 4090, 3x256x256, mean of "
+        "100 runs; not measured here):", "", markdown_table(header, published), "",
         f"- GMAC: multiply-accumulates (the paper's \"GFLOPs\"). Memory: {method}, weights included.",
     ]
     pipe = result.get("pipeline")
@@ -318,8 +319,5 @@ def run(args: argparse.Namespace) -> int:
     result = run_bench(args.preset, args.size, args.device, args.runs, args.warmup, args.checkpoint,
                        memory=args.memory, pipeline=args.pipeline, large=args.large, large_tile=args.large_tile)
     print(bench_to_markdown(result))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1))
-        print(f"results: {args.out}")
+    write_results(args.out, result)
     return 0

@@ -7,6 +7,7 @@ them once, before the command runs.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 RUNTIME_FLAGS = ("threads", "device", "progress")  # dests; config fields of these names come from here
@@ -52,3 +53,12 @@ def apply_runtime(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     resolve_device(args.device)
+
+
+def write_results(path: Path | None, result: dict) -> None:
+    """A command's results as JSON at `path` (folders made as needed); nothing when None."""
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1))
+    print(f"results: {path}")

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .images import list_images, load_image, save_png
+from .markdown import markdown_table
 from .paper import RESTORATION, RESTORATION_DATASETS
 
 # scipy and scikit-image (degrade, metrics, classical) load inside the functions: the CLI
@@ -211,22 +212,17 @@ def results_to_markdown(results: dict) -> str:
     """The paper's table layout, PSNR / SSIM per column: measured rows, then the published ones."""
     columns = results["columns"]
     header = ["Method"] + [f"{c['title']}<br>{c['dataset']} ({c['images']})" for c in columns] + ["Average"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     blank = [""] * (len(columns) + 1)
 
-    def add(method: str, row: dict) -> None:
-        cells = [_cell(row["scores"][c["key"]]) for c in columns] + [_cell(row["average"])]
-        lines.append("| " + " | ".join([method] + cells) + " |")
+    def row_cells(row: dict) -> list[str]:
+        return [row["method"]] + [_cell(row["scores"][c["key"]]) for c in columns] + [_cell(row["average"])]
 
-    lines.append("| " + " | ".join(["*measured here, same images*"] + blank) + " |")
-    for row in results["rows"]:
-        add(row["method"], row)
     published_sets = " / ".join(c["published_dataset"] for c in columns)
-    lines.append("| " + " | ".join([f"*published ({results['table']}), not measured here: "
-                                    f"{published_sets}*"] + blank) + " |")
-    for row in results["published"]:
-        add(row["method"], row)
-    text = [f"**{results['table']} layout ({results['benchmark']}), PSNR / SSIM**", "", *lines, ""]
+    table = markdown_table(header, [
+        ["*measured here, same images*", *blank], *map(row_cells, results["rows"]),
+        [f"*published ({results['table']}), not measured here: {published_sets}*", *blank],
+        *map(row_cells, results["published"])])
+    text = [f"**{results['table']} layout ({results['benchmark']}), PSNR / SSIM**", "", table, ""]
     if results["classical_methods"]:
         datasets_of: dict[str, list[str]] = {}  # method -> its columns, so a method used thrice is named once
         for c in columns:

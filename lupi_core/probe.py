@@ -25,7 +25,6 @@ photographs (no data needed) or on a folder of clean images.
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +33,7 @@ import numpy as np
 from scipy.stats import spearmanr
 from sklearn.metrics import silhouette_score
 
+from .cli import write_results
 from .degrade import KINDS, degrade
 from .images import bundled_images, folder_images
 from .metrics import psnr
@@ -198,6 +198,7 @@ def run(args: argparse.Namespace) -> int:
     images = (folder_images(args.data, args.max_images, args.size) if args.data is not None
               else bundled_images(size=args.size))
     pipeline = load_pretrained(args.checkpoint, teacher=args.teacher, device=args.device)
+
     def log(text: str) -> None:
         if args.progress:
             print(text, file=sys.stderr)
@@ -206,8 +207,5 @@ def run(args: argparse.Namespace) -> int:
     result["checkpoint"] = str(args.checkpoint or "shipped model")
     result["data"] = str(args.data or "bundled photographs")
     print(report(result))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1))
-        print(f"results: {args.out}")
+    write_results(args.out, result)
     return 0

@@ -349,15 +349,7 @@ class Trainer:
         model = stage.model.to(device, memory_format=torch.channels_last)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999))
-        step = 0
-        if checkpoint_path.is_file():
-            state = torch.load(checkpoint_path, map_location=device, weights_only=True)
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            _set_rng_state(state["rng"])
-            step = state["step"]
-            if self.dist.is_main:
-                print(f"[{stage.name}] resuming from {checkpoint_path} at step {step}")
+        step = self._resume(stage, checkpoint_path, model, optimizer)
         if step >= stage.steps and weights_path.is_file():
             return weights_path
 
@@ -371,7 +363,6 @@ class Trainer:
         precision = "bf16 autocast" if dtype is not None else "fp32"
         if self.dist.is_main:
             print(f"[{stage.name}] precision: {precision}")
-        log_path = cfg.out_dir / f"{stage.name}_log.jsonl"
         bar = tqdm(total=stage.steps, initial=step, desc=stage.name, disable=not (cfg.progress and self.dist.is_main),
                    dynamic_ncols=True)
         model.train()
@@ -390,28 +381,44 @@ class Trainer:
             step += 1
             bar.update(1)
             if self.dist.is_main and (step % cfg.log_every == 0 or step == stage.steps):
-                values = {k: round(v.item(), 5) for k, v in losses.items()}
-                bar.set_postfix(values)
-                record = {"step": step, "lr": optimizer.param_groups[0]["lr"], **values, "precision": precision,
+                record = {"step": step, "lr": optimizer.param_groups[0]["lr"],
+                          **{k: round(v.item(), 5) for k, v in losses.items()}, "precision": precision,
                           "seconds": round(time.perf_counter() - started, 2)}
-                if self.val_pairs and (step % cfg.val_every == 0 or step == stage.steps):
-                    record["val_psnr"] = self._validate(stage, model)
-                    bar.write(f"[{stage.name}] step {step}: validation PSNR {record['val_psnr']:.2f} dB")
-                with log_path.open("a") as log:
-                    log.write(json.dumps(record) + "\n")
+                self._log(stage, model, record, bar)
             if step % cfg.checkpoint_every == 0 or step == stage.steps:
                 self._save_checkpoint(checkpoint_path, model, optimizer, step)
         bar.close()
         if self.dist.is_main:
-            elapsed = time.perf_counter() - started
             info = {"stage": stage.name, "mode": cfg.mode, "steps": stage.steps,
-                    "batch_size": cfg.batch_size * self.dist.world, "seconds_this_sitting": round(elapsed, 1),
-                    "precision": precision}
+                    "batch_size": cfg.batch_size * self.dist.world,
+                    "seconds_this_sitting": round(time.perf_counter() - started, 1), "precision": precision}
             if cfg.init_from is not None:
                 info["init_from"] = str(cfg.init_from)  # the steps above came on top of that run's
             save_model(model, weights_path, info=info)
         self.dist.barrier()
         return weights_path
+
+    def _resume(self, stage: Stage, checkpoint_path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
+        """The step to go on from: the checkpoint's (model, optimizer and RNG restored), else 0."""
+        if not checkpoint_path.is_file():
+            return 0
+        state = torch.load(checkpoint_path, map_location=self.device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        _set_rng_state(state["rng"])
+        if self.dist.is_main:
+            print(f"[{stage.name}] resuming from {checkpoint_path} at step {state['step']}")
+        return state["step"]
+
+    def _log(self, stage: Stage, model: nn.Module, record: dict, bar: tqdm) -> None:
+        """One log line (JSON, in out_dir/STAGE_log.jsonl), with validation PSNR every val_every steps."""
+        bar.set_postfix({k: v for k, v in record.items() if k not in ("step", "lr", "precision", "seconds")})
+        step = record["step"]
+        if self.val_pairs and (step % self.cfg.val_every == 0 or step == stage.steps):
+            record["val_psnr"] = self._validate(stage, model)
+            bar.write(f"[{stage.name}] step {step}: validation PSNR {record['val_psnr']:.2f} dB")
+        with (self.cfg.out_dir / f"{stage.name}_log.jsonl").open("a") as log:
+            log.write(json.dumps(record) + "\n")
 
     def _save_checkpoint(self, path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, step: int) -> None:
         if self.dist.is_main:

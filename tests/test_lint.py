@@ -25,3 +25,11 @@ def test_the_console_entry_point_is_the_command_line():
     if installed.exists():  # `make` installs the package into .venv
         done = subprocess.run([str(installed), "--help"], capture_output=True, text=True, timeout=120)
         assert done.returncode == 0 and "restore" in done.stdout and "diagnose" in done.stdout
+
+
+def test_the_mutants_tools_checks_still_point_at_real_code():
+    from tools.mutants import MUTANTS
+
+    for file, original, _, tests in MUTANTS:
+        assert original in (ROOT / file).read_text(), file
+        assert (ROOT / tests).is_file()

@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 from lupi_core.images import BUNDLED_IMAGES, bundled_image, list_images, load_image
+from lupi_core.markdown import markdown_table
 from lupi_core.pipeline import load_pretrained
 
 
@@ -29,10 +30,11 @@ def main() -> int:
     sets = {"bundled photographs": [bundled_image(name, None) for name in BUNDLED_IMAGES]}
     for folder in args.folders:
         sets[str(folder)] = [load_image(path) for path in list_images(folder)[:args.limit]]
-    print("| clean images | n | read as clean | read as |\n|---|---|---|---|")
+    rows = []
     for name, images in sets.items():
         kinds = Counter(pipeline.read(image)["kind"] for image in images)
-        print(f"| {name} | {len(images)} | {kinds['clean']} | {dict(kinds.most_common())} |", flush=True)
+        rows.append([name, len(images), kinds["clean"], dict(kinds.most_common())])
+    print(markdown_table(["clean images", "n", "read as clean", "read as"], rows))
     return 0
 
 

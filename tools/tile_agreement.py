@@ -16,6 +16,7 @@ from PIL import Image
 
 from lupi_core.degrade import degrade
 from lupi_core.images import list_images, load_image, to_float_image
+from lupi_core.markdown import markdown_table
 from lupi_core.metrics import psnr
 from lupi_core.pipeline import load_pretrained
 from lupi_core.tiling import restore_independent_tiles
@@ -37,15 +38,17 @@ def main() -> int:
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     pipeline = load_pretrained()
-    print("| photo | kind | default tiles vs one pass (dB) | independent tiles vs one pass (dB) |\n|---|---|---|---|")
+    rows = []
     for path in list_images(args.folder):
         clean = np.asarray(Image.fromarray(load_image(path)).resize((width, height), Image.Resampling.LANCZOS))
         for kind in ("lowlight", "haze"):
             image = degrade(clean, kind, level=args.level, seed=1)
             whole = pipeline.restore_float(image, tile=max(width, height) + 8)
             tiled = pipeline.restore_float(image)
-            print(f"| {path.name} | {kind} | {psnr(tiled, whole):.2f} | {psnr(independent_tiles(pipeline, image), whole):.2f} |",
-                  flush=True)
+            rows.append([path.name, kind, f"{psnr(tiled, whole):.2f}",
+                         f"{psnr(independent_tiles(pipeline, image), whole):.2f}"])
+    print(markdown_table(["photo", "kind", "default tiles vs one pass (dB)", "independent tiles vs one pass (dB)"],
+                         rows))
     return 0
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from lupi_core.atlas import DEGRADED_KINDS
 from lupi_core.degrade import degrade
 from lupi_core.images import ImageError, load_image, quantize, save_png, to_rgb_uint8
+from lupi_core.markdown import markdown_table
 from lupi_core.metrics import psnr, ssim
 
 from .. import charts
@@ -176,6 +177,6 @@ def metrics_markdown(degraded: np.ndarray, restored: np.ndarray, clean: np.ndarr
                 "degraded example to see them.")
     p_in, p_out = psnr(degraded, clean), psnr(restored, clean)
     s_in, s_out = ssim(degraded, clean), ssim(restored, clean)
-    return ("| against the clean original | PSNR (dB) | SSIM |\n|---|---|---|\n"
-            f"| input | {p_in:.2f} | {s_in:.4f} |\n| restored | **{p_out:.2f}** | **{s_out:.4f}** |\n"
-            f"| change | {p_out - p_in:+.2f} | {s_out - s_in:+.4f} |")
+    return markdown_table(["against the clean original", "PSNR (dB)", "SSIM"], [
+        ["input", f"{p_in:.2f}", f"{s_in:.4f}"], ["restored", f"**{p_out:.2f}**", f"**{s_out:.4f}**"],
+        ["change", f"{p_out - p_in:+.2f}", f"{s_out - s_in:+.4f}"]])
