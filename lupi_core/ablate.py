@@ -23,17 +23,21 @@ ablation picks up where it stopped.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .markdown import markdown_table
 from .paper import ABLATION
+from .settings import add_dataclass_arguments, dataclass_from_arguments, setting
+from .trainer import TrainConfig, Trainer
 
 VARIANTS = {
     "lupi-siamese": {"mode": "lupi", "estimator_design": "siamese"},
@@ -50,21 +54,29 @@ TABLES = {"3": ("Table 3: impact of the LUPI framework", ("Estimator (D_T)", "Pr
 BUDGETS = ("equal-total", "equal-stage2")
 
 
+def _as_trained(name: str) -> Any:
+    """A setting that every run passes on to TrainConfig: its default, choices and help."""
+    field = next(f for f in dataclasses.fields(TrainConfig) if f.name == name)
+    return setting(field.default, help=field.metadata["help"], choices=field.metadata["choices"])
+
+
 @dataclass
 class AblationSettings:
-    """What every run of the ablation shares; written into the tables."""
+    """What every run of the ablation shares; written into the tables. The fields with a help
+    text are `ablate` flags; the training ones take TrainConfig's defaults."""
 
-    out: Path
-    preset: str = "small"
-    steps: int = 1000  # per LUPI stage
-    budget: str = "equal-total"
-    batch_size: int = 8
-    lr: float = 2e-4
-    warmup_steps: int = 100
+    out: Path = setting(Path("runs/ablate"), help="folder for the runs and tables")
+    preset: str = _as_trained("preset")
+    steps: int = setting(1000, help="steps per LUPI stage")
+    budget: str = setting("equal-total", choices=BUDGETS,
+                          help="single-stage rows train 2 x steps (equal-total) or steps (equal-stage2)")
+    batch_size: int = _as_trained("batch_size")
+    lr: float = _as_trained("lr")
+    warmup_steps: int = _as_trained("warmup_steps")
+    benchmark: str = setting("3task", choices=("3task", "5task"), help="the benchmark every run is scored on")
+    limit: int | None = setting(None, type=int, help="first N images per benchmark column")
     seeds: tuple[int, ...] = (0,)
     tables: tuple[str, ...] = ("3", "4")
-    benchmark: str = "3task"
-    limit: int | None = None
     data: str = ""  # the evaluation data folder (its test/ tree)
     training_data: str = ""  # what the runs train on, in words (recipe or clean folder)
     device: str = "cpu"
@@ -87,9 +99,7 @@ class AblationSettings:
         return 2 * self.steps if self.budget == "equal-total" else self.steps
 
 
-def _train_config(settings: AblationSettings, variant: str, seed: int):
-    from .trainer import TrainConfig
-
+def _train_config(settings: AblationSettings, variant: str, seed: int) -> TrainConfig:
     spec = VARIANTS[variant]
     stage2 = settings.steps if spec["mode"] == "lupi" else settings.single_stage_steps()
     return TrainConfig(
@@ -106,7 +116,6 @@ def train_and_score(settings: AblationSettings, variant: str, seed: int, make_da
     from .evaluate import EVAL_TILE, evaluate_benchmark
     from .hardware import resolve_device
     from .pipeline import load_pretrained
-    from .trainer import Trainer
 
     cfg = _train_config(settings, variant, seed)
     student = Trainer(cfg, make_dataset(seed)).run()["student"]  # a finished run returns at once
@@ -186,6 +195,9 @@ def run_ablation(settings: AblationSettings, make_dataset: Callable[[int], objec
     return summary
 
 
+_NOT_FLAGS = ("seeds", "tables", "data", "training_data", "device", "progress", "command")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, required=True,
                         help="data root: its test/ tree is scored, and the recipe's paths are relative to it")
@@ -194,18 +206,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clean-folder", type=Path, default=None,
                         help="train on Gaussian noise over this folder of clean images instead of a recipe")
     parser.add_argument("--patch-size", type=int, default=None, help="override the recipe's patch size")
-    parser.add_argument("--out", type=Path, default=Path("runs/ablate"), help="folder for the runs and tables")
-    parser.add_argument("--preset", default="small")
-    parser.add_argument("--steps", type=int, default=1000, help="steps per LUPI stage")
-    parser.add_argument("--budget", choices=BUDGETS, default="equal-total",
-                        help="single-stage rows train 2 x steps (equal-total) or steps (equal-stage2)")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=2e-4)
-    parser.add_argument("--warmup-steps", type=int, default=100)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    add_dataclass_arguments(parser, AblationSettings, skip=_NOT_FLAGS)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run of every row per seed")
     parser.add_argument("--tables", nargs="+", choices=tuple(TABLES), default=["3", "4"])
-    parser.add_argument("--benchmark", choices=("3task", "5task"), default="3task")
-    parser.add_argument("--limit", type=int, default=None, help="first N images per benchmark column")
 
 
 def _recipe_path(args: argparse.Namespace) -> Path:
@@ -233,11 +236,9 @@ def run(args: argparse.Namespace) -> int:
         make_dataset = lambda seed: load_recipe(recipe, args.data, seed=seed, patch_size=args.patch_size)  # noqa: E731
         described = f"recipe {recipe} (paths under {args.data})" + (
             f", {args.patch_size}-px patches" if args.patch_size else "")
-    settings = AblationSettings(
-        out=args.out, preset=args.preset, steps=args.steps, budget=args.budget, batch_size=args.batch_size,
-        lr=args.lr, warmup_steps=args.warmup_steps, seeds=tuple(args.seeds), tables=tuple(args.tables),
-        benchmark=args.benchmark, limit=args.limit, data=str(args.data), training_data=described,
-        device=resolve_device(args.device).type, progress=args.progress,
+    settings = dataclass_from_arguments(
+        AblationSettings, args, seeds=tuple(args.seeds), tables=tuple(args.tables), data=str(args.data),
+        training_data=described, device=resolve_device(args.device).type,
         command="python -m lupi_core " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["ablate"] else "")
     summary = run_ablation(settings, make_dataset, args.data)
     for path in summary["tables"].values():
