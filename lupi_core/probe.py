@@ -37,6 +37,7 @@ from .cli import write_results
 from .degrade import KINDS, degrade
 from .images import bundled_images, folder_images
 from .metrics import psnr
+from .steering import counterfactuals
 
 if TYPE_CHECKING:
     from .pipeline import Pipeline
@@ -66,10 +67,11 @@ def steer(pipeline: Pipeline, images: dict[str, np.ndarray], seed: int = 0) -> d
     means = {kind: priors[[k == kind for k, _, _ in samples]].mean(axis=0) for kind in KINDS}
     own, swaps, oracle = {k: [] for k in KINDS}, {k: [] for k in KINDS}, {k: [] for k in KINDS}
     for (kind, clean, image), prior in zip(samples, priors):
-        own_psnr = psnr(pipeline.restore_float(image, prior=prior), clean)
+        results = counterfactuals(pipeline, image, {other: means[other] for other in KINDS if other != kind},
+                                  clean, own=prior)
+        own_psnr = results[0].psnr
         own[kind].append(own_psnr)
-        swaps[kind] += [own_psnr - psnr(pipeline.restore_float(image, prior=means[other]), clean)
-                        for other in KINDS if other != kind]
+        swaps[kind] += [own_psnr - swapped.psnr for swapped in results[1:]]
         if pipeline.teacher is not None:
             d_t = pipeline.privileged_prior(image, clean)
             oracle[kind].append(psnr(pipeline.restore_float(image, prior=d_t), clean) - own_psnr)
