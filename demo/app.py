@@ -1,7 +1,7 @@
 """The LUPI demo: `python -m demo.app [--checkpoint F] [--teacher F] [--atlas PATH] [--port 7860] [--host 127.0.0.1]`.
 
-Serves http://127.0.0.1:7860 on CPU, offline: five tabs (Restore, Prior inspector,
-Atlas map, Privileged vs predicted, Learn). The model and the atlas are loaded once;
+Serves http://127.0.0.1:7860 on CPU, offline: six tabs (Restore, Prior inspector,
+Atlas map, Steer the prior, Privileged vs predicted, Learn). The model and the atlas are loaded once;
 `build_app(pipeline, atlas)` builds the page around them (tests inject a tiny model):
 one module per tab in demo/tabs/ owns its components and handlers, and demo/session.py
 holds what the tabs share (the model, the atlas, uploads, the current image).
@@ -24,6 +24,7 @@ from lupi_core.cli import apply_runtime, checkpoint_flag, runtime_flags  # noqa:
 from lupi_core.examples import EXAMPLES_DIR, load_index  # noqa: E402
 from lupi_core.images import ImageError  # noqa: E402
 from lupi_core.pipeline import Pipeline  # noqa: E402
+from lupi_core.steering import atlas_priors, counterfactuals, steer_sentence  # noqa: E402
 
 from . import charts, views  # noqa: E402
 from .session import Current, RawImage, Session, Tab, warn  # noqa: E402
@@ -32,21 +33,23 @@ from .tabs.inspector import InspectorTab  # noqa: E402
 from .tabs.learn import LearnTab  # noqa: E402
 from .tabs.privileged import PrivilegedTab  # noqa: E402
 from .tabs.restore import RestoreTab  # noqa: E402
+from .tabs.steer import SteerTab  # noqa: E402
 
 QUEUE_SIZE = 16
 
 
 class Tabs:
-    """The five tabs around one session, and what they do together: a new current image
+    """The six tabs around one session, and what they do together: a new current image
     (an upload, an example, a synthesized degradation, an atlas click) updates every tab."""
 
     def __init__(self, session: Session):
         self.session = session
         self.restore, self.inspector = RestoreTab(session), InspectorTab(session)
-        self.atlas, self.privileged, self.learn = AtlasTab(session), PrivilegedTab(session), LearnTab(session)
+        self.atlas, self.steer = AtlasTab(session), SteerTab(session)
+        self.privileged, self.learn = PrivilegedTab(session), LearnTab(session)
 
     def __iter__(self):
-        return iter((self.restore, self.inspector, self.atlas, self.privileged, self.learn))
+        return iter((self.restore, self.inspector, self.atlas, self.steer, self.privileged, self.learn))
 
     def show(self, current: Current) -> dict[Tab, dict[str, Any]]:
         """Every tab's view of a new current image."""
@@ -78,6 +81,21 @@ def prior_report(session: Session, path: str | None) -> dict[str, Any]:
     return report
 
 
+def gallery_report(session: Session, path: str | None) -> dict[str, Any]:
+    """The API's "gallery" endpoint: an image file in; out, for its own prior, the clean mean and
+    each kind's mean prior, the mean change of the restoration against the own-prior one (0-255
+    scale) and the gallery's sentence; or {"error": message}."""
+    try:
+        image, _ = session.read_upload(path)
+    except ImageError as error:
+        return {"error": str(error)}
+    if not session.pipeline.has_prior or session.atlas is None:
+        return {"error": "the gallery needs a model with a degradation predictor and an atlas"}
+    results = counterfactuals(session.pipeline, image, atlas_priors(session.atlas))
+    return {"restorations": [{"prior": c.name, "mean_change": round(c.change, 4)} for c in results],
+            "sentence": steer_sentence(results)}
+
+
 def build_app(pipeline: Pipeline, atlas: Atlas | None, examples: list[dict] | None = None,
               concurrency: int = 1) -> gr.Blocks:
     """The page around a loaded pipeline and atlas (either may be a tiny test model); `concurrency`
@@ -100,6 +118,9 @@ def build_app(pipeline: Pipeline, atlas: Atlas | None, examples: list[dict] | No
         api_image, api_prior = RawImage(type="filepath", visible=False), gr.JSON(visible=False)
         api_image.change(lambda path: prior_report(session, path), api_image, api_prior, api_name="prior",
                          concurrency_id="prior", concurrency_limit=2)
+        gallery_image, gallery_report_json = RawImage(type="filepath", visible=False), gr.JSON(visible=False)
+        gallery_image.change(lambda path: gallery_report(session, path), gallery_image, gallery_report_json,
+                             api_name="gallery")
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=concurrency)
     return demo
 
@@ -161,7 +182,10 @@ def wire(tabs: Tabs, current: gr.State, tab_bar: gr.Tabs) -> None:
     restore.restore_btn.click(on_restore, restore_inputs, restored_outputs, api_name="restore")
     restore.force_btn.click(on_force, restore_inputs, restored_outputs, api_name="restore_anyway")
     wire_inspector(tabs.inspector)
-    wire_privileged(tabs.privileged, current)
+    wire_steer(tabs.steer, current, move_star)
+    tabs.privileged.compare_btn.click(lambda made: tabs.privileged.updates(tabs.privileged.compare(made)), current,
+                                      tabs.privileged.components(["plot", "info", "with_student", "with_teacher"]),
+                                      api_name="compare_priors")
 
 
 def wire_atlas(tabs: Tabs, current: gr.State, tab_bar: gr.Tabs, fan_out, with_input: list):
@@ -169,14 +193,20 @@ def wire_atlas(tabs: Tabs, current: gr.State, tab_bar: gr.Tabs, fan_out, with_in
     what moves the map's star after an event that changed the current image (nothing without an atlas)."""
     atlas_tab = tabs.atlas
     if tabs.session.atlas is None:
-        return lambda event: None
+        return lambda event, prior_state=None: None
     star_inputs = [atlas_tab.space, atlas_tab.color, current]
 
     def star(space: str, color: str, made: Current | None) -> dict:
         return {atlas_tab.map_html: atlas_tab.map_value(space, color, made.prior if made else None)}
 
-    def move_star(event) -> None:
-        event.then(star, star_inputs, [atlas_tab.map_html], show_progress="hidden", api_visibility="private")
+    def move_star(event, prior_state: gr.State | None = None) -> None:
+        """After `event`: the star at the current image's prior, or at `prior_state`'s (an edited prior)."""
+        if prior_state is None:
+            event.then(star, star_inputs, [atlas_tab.map_html], show_progress="hidden", api_visibility="private")
+            return
+        event.then(lambda space, color, prior: {atlas_tab.map_html: atlas_tab.map_value(space, color, prior)},
+                   [atlas_tab.space, atlas_tab.color, prior_state], [atlas_tab.map_html], show_progress="hidden",
+                   api_visibility="private")
 
     for radio in (atlas_tab.space, atlas_tab.color):
         radio.change(star, star_inputs, [atlas_tab.map_html], show_progress="hidden", api_visibility="private")
@@ -203,14 +233,20 @@ def wire_inspector(inspector: InspectorTab) -> None:
                             trigger_mode="always_last", api_name="restore_at_sigma")
 
 
-def wire_privileged(privileged: PrivilegedTab, current: gr.State) -> None:
-    privileged.compare_btn.click(lambda made: privileged.updates(privileged.compare(made)), current,
-                                 privileged.components(["plot", "info", "with_student", "with_teacher"]),
-                                 api_name="compare_priors")
-    privileged.cf_btn.click(lambda made, source, dims, scale: privileged.updates(
-                                privileged.counterfactual(made, source, dims, scale)),
-                            [current, privileged.cf_source, privileged.cf_dims, privileged.cf_scale],
-                            privileged.components(["cf_result", "cf_info", "cf_plot"]), api_name="counterfactual")
+def wire_steer(steer: SteerTab, current: gr.State, move_star) -> None:
+    def on_steer(made, *amounts):
+        return steer.updates(steer.on_steer(made, *amounts))
+    steered = steer.components(["result", "change", "edited"])
+    for slider in steer.sliders:  # on release: a programmatic reset does not restore once per slider
+        move_star(slider.release(on_steer, [current, *steer.sliders], steered, trigger_mode="always_last",
+                                 show_progress="minimal", api_visibility="private"), steer.edited)
+    reset = steer.reset_btn.click(lambda: [0] * len(steer.sliders), None, steer.sliders, api_visibility="private")
+    move_star(reset.then(on_steer, [current, *steer.sliders], steered, api_visibility="private"), steer.edited)
+    steer.gallery_btn.click(lambda made: steer.updates(steer.on_gallery(made)), current,
+                            steer.components(["gallery", "gallery_info"]), api_visibility="private")
+    steer.dims_btn.click(lambda made, dims, scale: steer.updates(steer.on_dims(made, dims, scale)),
+                         [current, steer.dims, steer.scale], steer.components(["result", "dims_info", "dims_plot"]),
+                         api_name="counterfactual")
 
 
 def launch_options(host: str = "127.0.0.1", port: int = 7860) -> dict[str, Any]:

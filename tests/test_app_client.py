@@ -39,7 +39,15 @@ def photo(tmp_path):
 
 def test_named_endpoints_exist(client):
     names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
-    assert {"/restore", "/prior", "/load_image", "/prior_at_sigma", "/synthesize", "/atlas_select"} <= names
+    assert {"/restore", "/prior", "/gallery", "/load_image", "/prior_at_sigma", "/synthesize", "/atlas_select"} <= names
+
+
+def test_gallery_endpoint(client, photo):
+    report = client.predict(handle_file(str(photo[0])), api_name="/gallery")
+    report = json.loads(report) if isinstance(report, str) else report
+    names = [row["prior"] for row in report["restorations"]]
+    assert names[0] == "own prior" and "clean mean" in names and report["restorations"][0]["mean_change"] == 0
+    assert "changed the restoration most" in report["sentence"]
 
 
 def test_restore_endpoint(client, photo):

@@ -12,11 +12,12 @@ from PIL import Image
 from demo import charts
 from demo.app import Tabs, prior_report
 from demo.session import MAX_PIXELS, Session
-from demo.tabs.privileged import OWN, parse_dims, prior_gap
+from demo.tabs.privileged import prior_gap
+from demo.tabs.steer import parse_dims
 from helpers import shared_model_and_atlas
 from lupi_core.atlas import Atlas, bundled_image
 from lupi_core.examples import load_index
-from lupi_core.images import ImageError, load_image
+from lupi_core.images import ImageError, load_image, quantize
 from lupi_core.pipeline import load_pretrained
 
 
@@ -246,16 +247,43 @@ def test_privileged_vs_predicted_gap(tabs):
     assert same["kl"] == pytest.approx(0, abs=1e-6) and same["cosine"] == pytest.approx(1) and same["l1"] == 0
 
 
-def test_counterfactual_differs(tabs):
+def test_a_direction_slider_restores_with_the_moved_prior(tabs):
+    steer = tabs.steer
     current = _example(tabs, "rain")
-    scaled = tabs.privileged.counterfactual(current, OWN, "", -3)
-    default, changed = scaled["cf_result"]
-    assert not np.array_equal(default, changed)
-    change = float(np.mean(np.abs(changed.astype(float) - default)))
-    assert abs(change - float(scaled["cf_info"].split("**")[1].split("/")[0])) < 0.6  # the number it prints
-    other = tabs.privileged.counterfactual(current, "haze", "", 1)
-    assert "haze" in other["cf_info"] and "PSNR" in other["cf_info"]
-    assert tabs.privileged.counterfactual(current, OWN, "999", 2)["cf_info"].startswith("⚠️")
+    keys = [d.key for d in steer.directions]
+    amounts = [0.0] * len(keys)
+    assert "own prior" in steer.on_steer(current, *amounts)["change"].lower()
+    amounts[keys.index("kind:haze")] = 1.5
+    out = steer.on_steer(current, *amounts)
+    own, edited = out["result"]
+    haze = next(d for d in steer.directions if d.key == "kind:haze")
+    np.testing.assert_allclose(out["edited"], current.prior + 1.5 * haze.vector, rtol=1e-5)
+    expected = tabs.session.pipeline.restore_float(current.image, prior=out["edited"])
+    np.testing.assert_array_equal(edited, quantize(expected))
+    assert "+1.5 more haze" in out["change"] and "dB" in out["change"] and "clean original" in out["change"]
+    assert tabs.steer.on_steer(None, *amounts)["change"].startswith("⚠️")
+
+
+def test_the_gallery_shows_every_prior_with_its_psnr(tabs):
+    current = _example(tabs, "rain")
+    out = tabs.steer.on_gallery(current)
+    captions = [caption for _, caption in out["gallery"]]
+    assert len(captions) == 1 + len(tabs.session.atlas.kinds) and captions[0].startswith("own prior: ")
+    assert all(" dB" in caption for caption in captions) and "worse than its own prior" in out["gallery_info"]
+    uploaded = tabs.session.current(current.image, None, "no clean original")
+    assert "changed the restoration most" in tabs.steer.on_gallery(uploaded)["gallery_info"]
+
+
+def test_scaling_chosen_dimensions_prefills_the_ones_that_matter(tabs):
+    current = _example(tabs, "rain")
+    shown = tabs.steer.show(current)
+    dims = [int(d) for d in shown["dims"].split(",")]
+    distance = np.abs(current.prior - tabs.session.atlas.kind_mean("clean"))
+    assert sorted(dims) == sorted(np.argsort(-distance)[:5].tolist())
+    scaled = tabs.steer.on_dims(current, "", -3)
+    default, changed = scaled["result"]
+    assert not np.array_equal(default, changed) and "PSNR" in scaled["dims_info"]
+    assert tabs.steer.on_dims(current, "999", 2)["dims_info"].startswith("⚠️")
 
 
 def test_parse_dims_and_difference_gain():

@@ -156,10 +156,44 @@ def test_example_gallery_then_privileged_vs_predicted(page):
     wait_text(page, "#priv-info", "Alignment gap")
     page.wait_for_selector("#priv-plot .js-plotly-plot")
     page.wait_for_function("() => document.querySelectorAll('#priv-student img, #priv-teacher img').length >= 2")
-    page.click("#cf-btn")
-    wait_text(page, "#cf-info", "Restored with")
-    page.wait_for_function("() => document.querySelectorAll('#cf-result img').length >= 2")
     shoot(page, "privileged.png")
+
+
+def drag(page: Page, selector: str, fraction: float) -> None:
+    """Drag a slider's handle from its left end to `fraction` of its width, then release."""
+    slider = page.locator(f"{selector} input[type=range]")
+    slider.scroll_into_view_if_needed()
+    box = slider.bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + 4, y)
+    page.mouse.down()
+    for step in range(1, 11):  # a real drag: input events while moving, release at the end
+        page.mouse.move(box["x"] + 4 + step * fraction / 10 * box["width"], y)
+        time.sleep(0.05)
+    page.mouse.up()
+
+
+def test_a_direction_slider_and_the_gallery_steer_the_prior(page):
+    open_tab(page, "Steer the prior")  # the current image is still the hazy example
+    wait_text(page, "#steer-info", "Steering the prior of")
+    drag(page, "#steer-kind-rain", 0.9)
+    wait_text(page, "#steer-change", "more rain")
+    page.wait_for_function("() => document.querySelectorAll('#steer-result img').length >= 2")
+    page.click("#gallery-btn")
+    wait_text(page, "#gallery-info", "prior")
+    page.wait_for_function("() => document.querySelectorAll('#cf-gallery button.thumbnail-item').length >= 7")
+    shoot(page, "steer.png")
+
+
+def test_an_unreadable_upload_gets_its_message_and_the_next_upload_works(page, tmp_path):
+    open_tab(page, "Restore")
+    bad = tmp_path / "holiday.png"
+    bad.write_text("not an image")
+    page.set_input_files("#input-image input[type=file]", str(bad))
+    wait_text(page, "#status", "holiday.png")
+    assert "⚠️" in page.locator("#status").inner_text()
+    page.set_input_files("#input-image input[type=file]", str(EXAMPLES_DIR / "chelsea_rain.png"))
+    wait_text(page, "#status", "Uploaded chelsea_rain.png")
 
 
 def test_nothing_was_fetched_from_elsewhere(page, url):

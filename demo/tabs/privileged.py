@@ -1,6 +1,6 @@
 """Privileged vs predicted: the teacher's d_T = D_T(I_d, I_c), which sees the clean image,
 beside the student's d_S = D_S(I_d), their alignment gap (eq. 4) and the restorations each
-gives; and the counterfactual: the same image restored under another prior."""
+gives."""
 from __future__ import annotations
 
 from typing import Any
@@ -17,7 +17,6 @@ from .. import charts
 from ..session import Current, Tab, warn
 
 ALIGN_TEMPERATURE = AlignConfig().temperature  # the training's default KL temperature
-OWN = "own"  # the counterfactual source "the image's own prior, chosen dimensions scaled"
 NEEDS_CLEAN = ("this needs a degraded image whose clean original is known: synthesize one (Restore tab), "
                "pick a degraded example, or click an atlas point")
 
@@ -38,21 +37,6 @@ class PrivilegedTab(Tab):
                                          type="numpy", interactive=False, height=260, elem_id="priv-student")
             self.with_teacher = gr.Image(label="Restored with the teacher's d_T (privileged)", format="png",
                                          type="numpy", interactive=False, height=260, elem_id="priv-teacher")
-        gr.Markdown("### Counterfactual: restore with another prior\nSame image, different prior: what changes is "
-                    "what the prior controls.")
-        with gr.Row():
-            kinds = self.atlas.kinds if self.atlas is not None else []
-            choices = [("own prior, chosen dims scaled", OWN)] + [
-                (f"atlas mean: {charts.KIND_NAMES.get(k, k)}", k) for k in kinds]
-            self.cf_source = gr.Dropdown(choices, value=OWN, label="Prior", scale=2)
-            self.cf_dims = gr.Textbox(label="Dimensions (e.g. 71, 128; empty: the 5 largest)", scale=2)
-            self.cf_scale = gr.Slider(-3, 3, value=2, step=0.1, label="Scale those dimensions by", scale=2)
-        self.cf_btn = gr.Button("Restore with this prior", elem_id="cf-btn")
-        self.cf_info = gr.Markdown(elem_id="cf-info")
-        with gr.Row():
-            self.cf_result = gr.ImageSlider(label="Default restoration / counterfactual", type="numpy", format="png",
-                                            interactive=False, max_height=360, elem_id="cf-result")
-            self.cf_plot = gr.Plot(label="Prior used")
 
     def compare(self, current: Current | None) -> dict[str, Any]:
         """d_T beside d_S for the current image, their gap, and the restorations each gives."""
@@ -77,38 +61,6 @@ class PrivilegedTab(Tab):
                                        "Privileged prior d_T vs predicted prior d_S")
         return {"plot": plot, "info": info, "with_student": quantize(with_student), "with_teacher": quantize(with_teacher)}
 
-    def counterfactual(self, current: Current | None, source: str, dims_text: str, scale: float) -> dict[str, Any]:
-        """Restore with another prior: a kind's atlas mean (`source` a kind), or the own prior with
-        chosen dimensions scaled (`source` OWN). Shows what the prior controls in the restorer."""
-        if current is None:
-            return {"cf_info": warn("load an image first")}
-        if current.prior is None:
-            return {"cf_info": warn("this model has no degradation predictor")}
-        own = current.prior
-        if source != OWN:
-            if self.atlas is None:
-                return {"cf_info": warn("no atlas loaded")}
-            used = self.atlas.kind_mean(source).copy()
-            what = f"the atlas mean prior of {charts.KIND_NAMES.get(source, source)}"
-        else:
-            try:
-                dims = parse_dims(dims_text, own.size) or charts.top_indices(own, 5)
-            except ValueError as error:
-                return {"cf_info": warn(str(error))}
-            used = own.copy()
-            used[dims] *= float(scale)
-            what = f"its own prior with dims {', '.join(f'#{d}' for d in dims)} x {float(scale):g}"
-        default = self.pipeline.restore_float(current.image)
-        changed = self.pipeline.restore_float(current.image, prior=used)
-        info = (f"Restored with {what}. Mean |change| against the default restoration: "
-                f"**{float(np.mean(np.abs(changed - default)) * 255):.2f}/255**.")
-        if current.clean is not None:
-            info += (f"  \nPSNR: default (own d_S) **{psnr(default, current.clean):.2f} dB**, counterfactual "
-                     f"**{psnr(changed, current.clean):.2f} dB**.")
-        return {"cf_result": (quantize(default), quantize(changed)), "cf_info": info,
-                "cf_plot": charts.two_priors_chart(used, own, ("prior used", "own prior d_S"),
-                                                   "Counterfactual prior vs the image's own prior")}
-
 
 def prior_gap(d_t: np.ndarray, d_s: np.ndarray, temperature: float = ALIGN_TEMPERATURE) -> dict[str, float]:
     """KL as trained (lupi_core.losses, temperature 0.15), cosine similarity and mean |difference|."""
@@ -118,15 +70,3 @@ def prior_gap(d_t: np.ndarray, d_s: np.ndarray, temperature: float = ALIGN_TEMPE
     l1 = float(alignment_loss(s, t, AlignConfig("l1", temperature)))
     cosine = float(torch.nn.functional.cosine_similarity(s, t).item())
     return {"kl": kl, "cosine": cosine, "l1": l1}
-
-
-def parse_dims(text: str | None, size: int) -> list[int]:
-    """"71, 128 300" -> [71, 128, 300]; raises ValueError for anything else."""
-    if not text or not str(text).strip():
-        return []
-    dims = []
-    for token in str(text).replace(",", " ").replace("#", " ").split():
-        if not token.isdigit() or not 0 <= int(token) < size:
-            raise ValueError(f"dimensions must be whole numbers from 0 to {size - 1}, got {token!r}")
-        dims.append(int(token))
-    return sorted(set(dims))
