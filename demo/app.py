@@ -30,7 +30,7 @@ from . import charts, views  # noqa: E402
 from .session import Current, RawImage, Session, Tab, warn  # noqa: E402
 from .tabs.atlas_map import AtlasTab  # noqa: E402
 from .tabs.inspector import InspectorTab  # noqa: E402
-from .tabs.learn import LearnTab  # noqa: E402
+from .tabs.learn import STEPS, LearnTab  # noqa: E402
 from .tabs.privileged import PrivilegedTab  # noqa: E402
 from .tabs.restore import RestoreTab  # noqa: E402
 from .tabs.steer import SteerTab  # noqa: E402
@@ -112,7 +112,7 @@ def build_app(pipeline: Pipeline, atlas: Atlas | None, examples: list[dict] | No
         current = gr.State(None)
         with gr.Tabs(selected="restore") as tab_bar:
             for tab in tabs:
-                with gr.Tab(tab.title, id=tab.tab_id):
+                with gr.Tab(tab.title, id=tab.tab_id) as tab.tab:
                     tab.build()
         wire(tabs, current, tab_bar)
         api_image, api_prior = RawImage(type="filepath", visible=False), gr.JSON(visible=False)
@@ -150,7 +150,7 @@ def wire(tabs: Tabs, current: gr.State, tab_bar: gr.Tabs) -> None:
 
     def on_example(evt: gr.SelectData):
         try:
-            made, path = restore.load_example(evt.index)
+            made, path = tabs.session.example(evt.index)
         except ImageError as error:
             return failed(error)
         return fan_out(made, input_value=path)
@@ -183,6 +183,7 @@ def wire(tabs: Tabs, current: gr.State, tab_bar: gr.Tabs) -> None:
     restore.force_btn.click(on_force, restore_inputs, restored_outputs, api_name="restore_anyway")
     wire_inspector(tabs.inspector)
     wire_steer(tabs.steer, current, move_star)
+    wire_learn(tabs, tab_bar, fan_out, with_input, move_star)
     tabs.privileged.compare_btn.click(lambda made: tabs.privileged.updates(tabs.privileged.compare(made)), current,
                                       tabs.privileged.components(["plot", "info", "with_student", "with_teacher"]),
                                       api_name="compare_priors")
@@ -231,6 +232,25 @@ def wire_inspector(inspector: InspectorTab) -> None:
     inspector.sigma.release(lambda copy, sigma: inspector.updates(inspector.on_release(copy, sigma)),
                             [inspector.clean_copy, inspector.sigma], inspector.components(["result", "metrics"]),
                             trigger_mode="always_last", api_name="restore_at_sigma")
+
+
+def wire_learn(tabs: Tabs, tab_bar: gr.Tabs, fan_out, with_input: list, move_star) -> None:
+    """The tour: the numbers are measured when the Learn tab opens; a step's button loads its example
+    and opens its view."""
+    learn = tabs.learn
+    results = learn.components([f"result_{k}" for k in range(len(STEPS))])
+    learn.tab.select(lambda: learn.updates(learn.measure()), None, results, api_visibility="private")
+
+    def on_step(index: int):
+        def go():
+            try:
+                made, path = learn.step_example(index)
+            except ImageError as error:
+                return tabs.restore.updates({"status": warn(str(error))})
+            return fan_out(made, input_value=path, extra={tab_bar: gr.Tabs(selected=STEPS[index].tab)})
+        return go
+    for k, button in enumerate(learn.buttons):
+        move_star(button.click(on_step(k), None, with_input + [tab_bar], api_visibility="private"))
 
 
 def wire_steer(steer: SteerTab, current: gr.State, move_star) -> None:

@@ -84,6 +84,15 @@ class Session:
                              f"{MIN_SIDE} x {MIN_SIDE}")
         return image, conversion_note(header["mode"], header["frames"], header["rotated"])
 
+    def example(self, index: int) -> tuple[Current, str]:
+        """Example `index` as the current image (with its clean original when it is a degraded one),
+        and its file path."""
+        if not 0 <= index < len(self.examples):
+            raise ImageError(f"no example {index}")
+        entry = self.examples[index]
+        clean = load_image(entry["clean_path"]) if entry["kind"] != "clean" else None
+        return self.current(load_image(entry["path"]), clean, f"Example {entry['file']}"), entry["path"]
+
     def current(self, image: np.ndarray, clean: np.ndarray | None, source: str, note: str = "") -> Current:
         """A new current image, with its prior and the atlas' reading of it."""
         image = to_rgb_uint8(image)
@@ -161,6 +170,7 @@ class Tab:
 
     title = ""
     tab_id = ""
+    tab: gr.Tab | None = None  # the gr.Tab holding it, set when the page is built
 
     def __init__(self, session: Session):
         self.session = session

@@ -101,16 +101,18 @@ the alignment gap the student was trained to close, and how much better the rest
 the teacher's prior (the head-room the student leaves).
 
 **4. The prior space is structured (the paper's Figure 5).** In **Prior inspector**, drag the **sigma**
-slider: the image is re-noised and d is recomputed live (only D_S runs, a few milliseconds). A stable set
-of dimensions lights up for noise at every sigma, while their magnitudes change with the strength (the
-line chart, Figure 5b). The heatmap below it (Figure 5a) compares the kinds' mean priors: dimensions
+slider: the image is re-noised and d is recomputed live (only D_S runs, a few milliseconds). The paper
+finds a stable set of dimensions that light up for noise at every sigma, their magnitudes growing with
+the strength (the line chart, Figure 5b); step 2 of the tour measures how far the loaded model's prior
+moves. The heatmap below it (Figure 5a) compares the kinds' mean priors: dimensions
 that several kinds share (additive corruptions such as noise and rain) and ones only one kind uses.
 In **Atlas map**, similar degradations cluster; colour by *level* to see severity run along a cluster,
 and click any point to load that sample into the inspector.
 
-**What the prior controls.** In **Privileged vs predicted → Counterfactual**, restore the same image with
-another kind's mean prior, or with chosen dimensions scaled: the output changes although the image does
-not. That is the prior at work.
+**What the prior controls.** In **Steer the prior**, move the prior along a named direction ("more
+haze"), or restore the same image under every kind's mean prior: whatever changes in the output, though
+the image does not, is what the prior controls. Step 4 of the tour measures how much that is on the
+loaded model, and says so when it is nothing.
 
 ### Reading the views
 - *Difference image*: |output - input| multiplied by the gain shown (a power of two), so small changes

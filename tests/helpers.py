@@ -85,3 +85,14 @@ def command_args(*argv: object):
     from lupi_core.__main__ import build_parser
 
     return build_parser().parse_args([str(a) for a in argv])
+
+
+def deaf_to_prior(pipeline: Pipeline) -> None:
+    """Zero every DB's FiLM output layer: gamma = 1, beta = 0 whatever the prior, so the prior does nothing."""
+    from lupi_core.prior import DegradationAwareBlock
+
+    with torch.no_grad():
+        for block in pipeline.student.modules():
+            if isinstance(block, DegradationAwareBlock):
+                block.mlp[-1].weight.zero_()
+                block.mlp[-1].bias.zero_()

@@ -42,7 +42,7 @@ def photo(tmp_path):
 
 
 def _example(tabs, kind):
-    current, _ = tabs.restore.load_example(next(i for i, e in enumerate(tabs.session.examples) if e["kind"] == kind))
+    current, _ = tabs.session.example(next(i for i, e in enumerate(tabs.session.examples) if e["kind"] == kind))
     return current
 
 
@@ -171,12 +171,12 @@ def test_truncated_tiny_huge_and_odd_images(tabs, tmp_path):
 def test_examples_load_with_their_clean_original(tabs):
     examples = tabs.session.examples
     assert examples, "assets/examples/index.json is missing: run python -m lupi_core examples"
-    current, path = tabs.restore.load_example(next(i for i, e in enumerate(examples) if e["kind"] == "noise"))
+    current, path = tabs.session.example(next(i for i, e in enumerate(examples) if e["kind"] == "noise"))
     assert current.clean is not None and path.endswith(".png")
-    clean, _ = tabs.restore.load_example(next(i for i, e in enumerate(examples) if e["kind"] == "clean"))
+    clean, _ = tabs.session.example(next(i for i, e in enumerate(examples) if e["kind"] == "clean"))
     assert clean.clean is None
     with pytest.raises(ImageError, match="no example"):
-        tabs.restore.load_example(len(examples))
+        tabs.session.example(len(examples))
 
 
 def test_prior_chart_has_512_bars(tabs, photo):
@@ -343,3 +343,24 @@ def test_a_png_whose_header_claims_30000_squared_gets_a_message_naming_the_uploa
     for message in (str(raised.value), json.dumps(tabs.restore.restore(str(upload), None)),
                     json.dumps(prior_report(tabs.session, str(upload)))):
         assert "bomb.png" in message and "cache-3f9a2c" not in message and "limit" in message
+
+
+def test_the_tour_measures_each_step_on_the_loaded_model(tabs):
+    from demo.tabs.learn import STEPS
+
+    sentences = tabs.learn.measure()
+    assert list(sentences) == [f"result_{k}" for k in range(len(STEPS))]
+    assert all("dB" in sentences[f"result_{k}"] for k in (0, 4)) and "%" in sentences["result_1"]
+    assert "nearest atlas samples agree" in sentences["result_2"]
+    current, path = tabs.learn.step_example(3)
+    assert path.endswith("rocket_rain.png") and current.clean is not None
+
+
+def test_the_tour_says_so_when_the_prior_has_no_effect(tmp_path_factory):
+    from helpers import deaf_to_prior
+
+    student, teacher, atlas_path = shared_model_and_atlas(tmp_path_factory)
+    pipeline = load_pretrained(student, teacher=teacher)
+    deaf_to_prior(pipeline)
+    learn = Tabs(Session(pipeline, Atlas.load(atlas_path), load_index(), tmp_dir=tmp_path_factory.mktemp("deaf"))).learn
+    assert "no measurable effect" in learn.measure()["result_3"]

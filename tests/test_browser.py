@@ -196,6 +196,14 @@ def test_an_unreadable_upload_gets_its_message_and_the_next_upload_works(page, t
     wait_text(page, "#status", "Uploaded chelsea_rain.png")
 
 
+def test_the_tour_measures_on_open_and_a_step_opens_its_view(page):
+    open_tab(page, "Learn")
+    wait_text(page, "#tour-1-result", "dB")  # measured on the loaded model when the tab opened
+    page.click("#tour-2")
+    wait_text(page, "#insp-info", "coffee_noise25.png")
+    assert page.locator("#insp-sigma").is_visible()  # the inspector is open
+
+
 def test_nothing_was_fetched_from_elsewhere(page, url):
     host = urlparse(url).netloc
     foreign = [u for u in page.requests if urlparse(u).scheme in ("http", "https", "ws", "wss")

@@ -3,13 +3,11 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 
-from helpers import shared_model_and_atlas
+from helpers import deaf_to_prior, shared_model_and_atlas
 from lupi_core.atlas import Atlas, bundled_image
 from lupi_core.metrics import psnr
 from lupi_core.pipeline import load_pretrained
-from lupi_core.prior import DegradationAwareBlock
 from lupi_core.steering import (
     Counterfactual,
     atlas_priors,
@@ -90,15 +88,6 @@ def test_counterfactuals_restore_under_each_prior(model_and_atlas):
     keys = [d.key for d in named_directions(atlas)]
     assert keys[:len(atlas.kinds) - 1] == [f"kind:{k}" for k in atlas.kinds if k != "clean"]
     assert keys[-3:] == ["pc:1", "pc:2", "pc:3"]
-
-
-def deaf_to_prior(pipeline) -> None:
-    """Zero every DB's FiLM output layer: gamma = 1, beta = 0 whatever the prior (the prior does nothing)."""
-    with torch.no_grad():
-        for block in pipeline.student.modules():
-            if isinstance(block, DegradationAwareBlock):
-                block.mlp[-1].weight.zero_()
-                block.mlp[-1].bias.zero_()
 
 
 def test_a_model_deaf_to_its_prior_gives_the_same_restoration_under_every_prior(tmp_path_factory):

@@ -13,7 +13,7 @@ import numpy as np
 
 from lupi_core.atlas import DEGRADED_KINDS
 from lupi_core.degrade import degrade
-from lupi_core.images import ImageError, load_image, quantize, save_png, to_rgb_uint8
+from lupi_core.images import ImageError, quantize, save_png, to_rgb_uint8
 from lupi_core.markdown import markdown_table
 from lupi_core.metrics import psnr, ssim
 
@@ -85,15 +85,6 @@ class RestoreTab(Tab):
         """The uploaded file as the current image; raises ImageError with the message to show."""
         image, note = self.session.read_upload(path)
         return self.session.current(image, None, f"Uploaded {Path(path).name}", note)
-
-    def load_example(self, index: int) -> tuple[Current, str]:
-        """Example `index` (with its clean original when it is a degraded one) and its file path."""
-        examples = self.session.examples
-        if not 0 <= index < len(examples):
-            raise ImageError(f"no example {index}")
-        entry = examples[index]
-        clean = load_image(entry["clean_path"]) if entry["kind"] != "clean" else None
-        return self.session.current(load_image(entry["path"]), clean, f"Example {entry['file']}"), entry["path"]
 
     def synthesize(self, kind: str, severity: float, seed: float | None, current: Current | None) -> Current:
         """Degrade the clean original (or the current image, taken as clean) with a known recipe;
