@@ -226,7 +226,7 @@ def wire_atlas(tabs: Tabs, current: gr.State, tab_bar: gr.Tabs, fan_out, with_in
 def wire_inspector(inspector: InspectorTab) -> None:
     inspector.sigma.change(lambda copy, curve, sigma: inspector.updates(inspector.on_sigma(copy, curve, sigma)),
                            [inspector.clean_copy, inspector.curve, inspector.sigma],
-                           inspector.components(["prior_plot", "curve_plot", "noisy", "info"]),
+                           inspector.components(["prior_plot", "curve_plot", "sigma_plot", "noisy", "info"]),
                            trigger_mode="always_last", show_progress="hidden", concurrency_limit=2,
                            concurrency_id="prior", api_name="prior_at_sigma")
     inspector.sigma.release(lambda copy, sigma: inspector.updates(inspector.on_release(copy, sigma)),

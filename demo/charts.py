@@ -4,11 +4,13 @@ number comes from lupi_core (the pipeline's priors, the atlas)."""
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+from gradio.components.plot import PlotData
 
 from lupi_core.atlas import Atlas
 
@@ -32,53 +34,95 @@ def top_indices(values: np.ndarray, k: int) -> list[int]:
 
 # -- priors ----------------------------------------------------------------------------------------
 
+@functools.cache
+def _layout() -> dict:
+    """LAYOUT with its template expanded, as Plotly's to_json would write it."""
+    import plotly.io as pio
+
+    return {**LAYOUT, "template": pio.templates[LAYOUT["template"]].to_plotly_json()}
+
+
+def _numbers(values: np.ndarray, digits: int = 4) -> list:
+    return np.round(np.asarray(values, np.float64), digits).tolist()
+
+
+def plot_data(data: list[dict], layout: dict) -> PlotData:
+    """A Plotly figure from plain trace and layout dicts, as gr.Plot's value: no figure validation,
+    so a live view (the sigma slider) redraws in a few milliseconds instead of tens."""
+    return PlotData(type="plotly", plot=json.dumps({"data": data, "layout": {**_layout(), **layout}}))
+
+
 def prior_bars(prior: np.ndarray, atlas: Atlas | None = None, top_k: int = 8, highlight: str | None = None,
-               title: str = "The current prior d_S (512 dimensions)") -> go.Figure:
+               title: str = "The current prior d_S (512 dimensions)") -> PlotData:
     """The prior as 512 bars, its top-k dimensions labelled by index, and each atlas kind's
     mean prior as a line (the described kind shown, the others a legend click away)."""
     prior = np.asarray(prior, dtype=np.float32)
-    dims = np.arange(prior.size)
-    fig = go.Figure()
-    fig.add_bar(x=dims, y=prior, name="this image", marker_color="#1f3b73", marker_line_width=0,
-                hovertemplate="dim #%{x}: %{y:.3f}<extra>this image</extra>")
+    dims = list(range(prior.size))
+    data = [dict(type="bar", x=dims, y=_numbers(prior), name="this image",
+                 marker=dict(color="#1f3b73", line=dict(width=0)), hovertemplate="dim #%{x}: %{y:.3f}<extra>this image</extra>")]
     if atlas is not None:
-        for kind, mean in zip(atlas.kinds, atlas.kind_means):
-            fig.add_scatter(x=dims, y=mean, mode="lines", name=f"atlas mean: {KIND_NAMES.get(kind, kind)}",
-                            line=dict(color=kind_color(kind), width=1.2),
-                            visible=True if kind == highlight else "legendonly",
-                            hovertemplate=f"dim #%{{x}}: %{{y:.3f}}<extra>{kind} mean</extra>")
-    for i in top_indices(prior, top_k):
-        fig.add_annotation(x=i, y=float(prior[i]), text=f"#{i}", showarrow=True, arrowhead=0, ax=0, ay=-18,
-                           font=dict(size=10, color="#1f3b73"))
-    fig.update_layout(**LAYOUT, title=dict(text=title, x=0.01), bargap=0, height=340,
-                      xaxis=dict(title="dimension", range=[-2, prior.size + 1]), yaxis=dict(title="activation"))
-    return fig
+        data += [dict(type="scatter", x=dims, y=_numbers(mean), mode="lines", name=f"atlas mean: {KIND_NAMES.get(kind, kind)}",
+                      line=dict(color=kind_color(kind), width=1.2), visible=True if kind == highlight else "legendonly",
+                      hovertemplate=f"dim #%{{x}}: %{{y:.3f}}<extra>{kind} mean</extra>")
+                 for kind, mean in zip(atlas.kinds, atlas.kind_means)]
+    annotations = [dict(x=i, y=float(prior[i]), text=f"#{i}", showarrow=True, arrowhead=0, ax=0, ay=-18,
+                        font=dict(size=10, color="#1f3b73")) for i in top_indices(prior, top_k)]
+    return plot_data(data, dict(title=dict(text=title, x=0.01), bargap=0, height=340, annotations=annotations,
+                                xaxis=dict(title=dict(text="dimension"), range=[-2, prior.size + 1]),
+                                yaxis=dict(title=dict(text="activation"))))
 
 
-def noise_curve_chart(sigmas: np.ndarray, priors: np.ndarray, dims: Sequence[int], current_sigma: float | None = None,
-                      current_prior: np.ndarray | None = None, atlas: Atlas | None = None,
-                      title: str = "Top noise dimensions against sigma (Figure 5b)") -> go.Figure:
-    """Figure 5b: the chosen dimensions of the prior as the image is re-noised at each sigma
-    (solid), the atlas' mean over photographs (dotted), and the slider's sigma marked."""
-    fig = go.Figure()
+def noise_curve_chart(sigmas: np.ndarray, priors: np.ndarray, dims: Sequence[int], rho: Sequence[float] = (),
+                      current_sigma: float | None = None, current_prior: np.ndarray | None = None,
+                      atlas: Atlas | None = None, teacher: np.ndarray | None = None,
+                      title: str = "Figure 5b: the dimensions that follow sigma") -> PlotData:
+    """Figure 5b: the chosen dimensions of d_S as the image is re-noised at each sigma (solid,
+    labelled with their rho over the atlas), the teacher's d_T when given (dashed), the atlas'
+    mean over photographs (dotted), and the slider's sigma marked."""
     palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
+    x, data = _numbers(sigmas, 2), []
     for j, d in enumerate(dims):
         color = palette[j % len(palette)]
-        fig.add_scatter(x=sigmas, y=priors[:, d], mode="lines+markers", name=f"#{d}", line=dict(color=color),
-                        marker=dict(size=5), hovertemplate=f"#{d} at sigma %{{x}}: %{{y:.3f}}<extra></extra>")
+        name = f"#{d}" + (f" (rho {rho[j]:+.2f})" if j < len(rho) else "")
+        data.append(dict(type="scatter", x=x, y=_numbers(priors[:, d]), mode="lines+markers", name=name,
+                         legendgroup=str(d), line=dict(color=color), marker=dict(size=5),
+                         hovertemplate=f"d_S #{d} at sigma %{{x}}: %{{y:.3f}}<extra></extra>"))
+        if teacher is not None:
+            data.append(dict(type="scatter", x=x, y=_numbers(teacher[:, d]), mode="lines", showlegend=False,
+                             legendgroup=str(d), line=dict(color=color, dash="dash", width=1.5),
+                             hovertemplate=f"d_T #{d} at sigma %{{x}}: %{{y:.3f}}<extra></extra>"))
         if atlas is not None and len(atlas.noise_sigmas):
-            fig.add_scatter(x=atlas.noise_sigmas, y=atlas.noise_curve[:, d], mode="lines", showlegend=False,
-                            line=dict(color=color, dash="dot", width=1), opacity=0.6,
-                            hovertemplate=f"atlas mean #{d} at sigma %{{x}}: %{{y:.3f}}<extra></extra>")
+            data.append(dict(type="scatter", x=_numbers(atlas.noise_sigmas, 2), y=_numbers(atlas.noise_curve[:, d]),
+                             mode="lines", showlegend=False, legendgroup=str(d), opacity=0.6,
+                             line=dict(color=color, dash="dot", width=1),
+                             hovertemplate=f"atlas mean #{d} at sigma %{{x}}: %{{y:.3f}}<extra></extra>"))
         if current_prior is not None and current_sigma is not None:
-            fig.add_scatter(x=[current_sigma], y=[float(current_prior[d])], mode="markers", showlegend=False,
-                            marker=dict(size=11, color=color, symbol="diamond", line=dict(width=1, color="black")),
-                            hovertemplate=f"#{d} now: %{{y:.3f}}<extra></extra>")
-    if current_sigma is not None:
-        fig.add_vline(x=current_sigma, line=dict(color="#555", dash="dash", width=1))
-    fig.update_layout(**LAYOUT, title=dict(text=title, x=0.01), height=320,
-                      xaxis=dict(title="noise sigma (0-255 scale)"), yaxis=dict(title="activation"))
-    return fig
+            data.append(dict(type="scatter", x=[current_sigma], y=[float(current_prior[d])], mode="markers",
+                             showlegend=False, legendgroup=str(d),
+                             marker=dict(size=11, color=color, symbol="diamond", line=dict(width=1, color="black")),
+                             hovertemplate=f"#{d} now: %{{y:.3f}}<extra></extra>"))
+    shapes = [] if current_sigma is None else [dict(type="line", x0=current_sigma, x1=current_sigma, y0=0, y1=1,
+                                                    yref="paper", line=dict(color="#555", dash="dash", width=1))]
+    note = "solid: student d_S" + (", dashed: teacher d_T" if teacher is not None else "") + \
+        (", dotted: atlas mean" if atlas is not None else "")
+    return plot_data(data, dict(title=dict(text=f"{title}<br><sup>{note}</sup>", x=0.01), height=340, shapes=shapes,
+                                xaxis=dict(title=dict(text="noise sigma (0-255 scale)")),
+                                yaxis=dict(title=dict(text="activation"))))
+
+
+def sigma_reading_chart(sigmas: np.ndarray, read: Sequence[float | None], current: tuple[float, float | None] | None = None
+                        ) -> PlotData:
+    """The severity the prior reads (the atlas' nearest-neighbour sigma estimate) against the true
+    sigma; None where the prior does not read noise."""
+    x = _numbers(sigmas, 2)
+    data = [dict(type="scatter", x=x, y=x, mode="lines", name="truth", line=dict(color="#999", dash="dot")),
+            dict(type="scatter", x=x, y=[None if r is None else round(float(r), 2) for r in read], mode="lines+markers",
+                 name="read by the prior", line=dict(color="#1f3b73"))]
+    if current is not None and current[1] is not None:
+        data.append(dict(type="scatter", x=[current[0]], y=[current[1]], mode="markers", name="now",
+                         marker=dict(size=11, symbol="diamond", color="#d62728")))
+    return plot_data(data, dict(title=dict(text="The noise level the prior reads", x=0.01), height=260,
+                                xaxis=dict(title=dict(text="true sigma")), yaxis=dict(title=dict(text="read sigma"))))
 
 
 def signature_heatmap(atlas: Atlas, k: int = 6) -> tuple[go.Figure, str]:

@@ -166,7 +166,6 @@ class Atlas:
     kind_means: np.ndarray             # (K, D) raw mean prior per kind
     noise_sigmas: np.ndarray           # (S,) 0 (the clean images) then each noise sigma
     noise_curve: np.ndarray            # (S, D) mean raw prior at each sigma
-    noise_dims: np.ndarray             # (M,) the dimensions Figure 5b follows
     loo_nn: np.ndarray                 # (N,) leave-one-out nearest-neighbour distance of each sample
     thumb_bytes: np.ndarray            # (B,) uint8: concatenated JPEGs
     thumb_offsets: np.ndarray          # (N + 1,) int64; sample i is bytes [o[i], o[i+1]), empty: none
@@ -195,6 +194,29 @@ class Atlas:
     def matches(self, pipeline: Pipeline) -> bool:
         """Whether this atlas was built with this pipeline's D_S (same weights)."""
         return self.meta.get("predictor") == predictor_fingerprint(pipeline)
+
+    def severity_dims(self, kind: str = "noise", count: int = 6) -> tuple[np.ndarray, np.ndarray]:
+        """The `count` dimensions that follow `kind`'s severity most closely: Spearman's rho of d
+        against severity along each photograph's series (its clean sample at severity 0, then the
+        kind's samples), averaged over the photographs, largest |rho| first (what Figure 5b shows
+        for one image). Returns (dims, rho); empty without a series to follow."""
+        from scipy.stats import spearmanr
+
+        series: dict[str, list[int]] = {}
+        for i, label in enumerate(self.labels):
+            if label["kind"] in (kind, "clean"):
+                series.setdefault(label["image"], []).append(i)
+        rhos = []
+        for rows in series.values():
+            severity = [self.labels[i]["severity"] for i in rows]
+            if len(set(severity)) >= 3:
+                with np.errstate(invalid="ignore", divide="ignore"):  # a constant dimension: rho 0
+                    rhos.append(np.nan_to_num(spearmanr(severity, self.priors[rows]).statistic[0, 1:]))
+        if not rhos:
+            return np.zeros(0, np.int64), np.zeros(0)
+        rho = np.mean(rhos, axis=0)
+        dims = np.argsort(-np.abs(rho), kind="stable")[:count]
+        return dims.astype(np.int64), rho[dims]
 
     def kind_mean(self, kind: str) -> np.ndarray:
         if kind not in self.kinds:
@@ -336,7 +358,7 @@ class Atlas:
 
     # -- storage --------------------------------------------------------------------------------------
     ARRAYS = ("priors", "umap", "pca", "z_mean", "z_std", "pca_mean", "pca_components", "pca_explained",
-              "kind_means", "noise_sigmas", "noise_curve", "noise_dims", "loo_nn", "thumb_bytes", "thumb_offsets")
+              "kind_means", "noise_sigmas", "noise_curve", "loo_nn", "thumb_bytes", "thumb_offsets")
 
     def save(self, path: str | Path) -> tuple[Path, Path]:
         """Write PATH.npz (arrays) and PATH.json (labels, kinds, metadata)."""
@@ -412,7 +434,7 @@ def umap_map(z: np.ndarray, seed: int = 0, n_neighbors: int = 15, min_dist: floa
 
 def build_atlas(pipeline: Pipeline, images: dict[str, np.ndarray], kinds_levels: Sequence[Spec] | None = None,
                 seed: int = 0, *, image_size: int = IMAGE_SIZE, thumbnail_size: int = THUMBNAIL_SIZE,
-                n_neighbors: int = 15, noise_dims: int = 6,
+                n_neighbors: int = 15,
                 progress: Callable[[int, int], None] | None = None) -> Atlas:
     """The student's priors for each image under each setting (default: `default_specs()`).
 
@@ -443,14 +465,14 @@ def build_atlas(pipeline: Pipeline, images: dict[str, np.ndarray], kinds_levels:
             if progress:
                 progress(done, total)
     priors_arr = np.stack(priors).astype(np.float32)
-    return assemble(priors_arr, labels, thumbs, seed=seed, n_neighbors=n_neighbors, noise_dims=noise_dims,
+    return assemble(priors_arr, labels, thumbs, seed=seed, n_neighbors=n_neighbors,
                     meta={"image_size": image_size, "thumbnail_size": thumbnail_size,
                           "model": pipeline.cfg.preset_name() or "custom", "prior_dim": int(priors_arr.shape[1]),
                           "predictor": predictor_fingerprint(pipeline)})
 
 
 def assemble(priors: np.ndarray, labels: list[dict[str, Any]], thumbs: Sequence[bytes], seed: int = 0,
-             n_neighbors: int = 15, noise_dims: int = 6, meta: dict[str, Any] | None = None) -> Atlas:
+             n_neighbors: int = 15, meta: dict[str, Any] | None = None) -> Atlas:
     """Everything derived from the priors: standardisation, maps, kind means, noise curve."""
     from sklearn.decomposition import PCA
 
@@ -483,10 +505,6 @@ def assemble(priors: np.ndarray, labels: list[dict[str, Any]], thumbs: Sequence[
     sigmas = sorted({s for s in sigma_of if s is not None})
     curve = np.stack([priors[[s == sigma for s in sigma_of]].mean(axis=0) for sigma in sigmas]) if sigmas \
         else np.zeros((0, dim), np.float32)
-    if "noise" in kinds:
-        dims = np.argsort(-kind_means[kinds.index("noise")], kind="stable")[:noise_dims]
-    else:
-        dims = np.zeros(0, dtype=np.int64)
 
     offsets = np.zeros(n + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(t) for t in thumbs])
@@ -500,7 +518,7 @@ def assemble(priors: np.ndarray, labels: list[dict[str, Any]], thumbs: Sequence[
     return Atlas(priors=priors.astype(np.float32), labels=labels, umap=umap_xy, pca=pca_xy, z_mean=z_mean.astype(np.float32),
                  z_std=z_std, pca_mean=pca_mean, pca_components=components, pca_explained=explained, kinds=kinds,
                  kind_means=kind_means, noise_sigmas=np.asarray(sigmas, np.float32),
-                 noise_curve=np.asarray(curve, np.float32), noise_dims=np.asarray(dims, np.int64), loo_nn=loo,
+                 noise_curve=np.asarray(curve, np.float32), loo_nn=loo,
                  thumb_bytes=thumb_bytes, thumb_offsets=offsets, meta=meta)
 
 

@@ -42,7 +42,15 @@ def test_build_labels_maps_and_thumbnails(atlas):
     assert all(label["level"] is None for label in noise)
     assert all(len(label["mix_kinds"]) == 2 for label in atlas.labels if label["kind"] == "mix")
     assert list(atlas.noise_sigmas) == [0.0, 10.0, 30.0, 50.0] and atlas.noise_curve.shape == (4, 512)
-    assert len(atlas.noise_dims) == 6
+    dims, rho = atlas.severity_dims("noise")
+    assert len(dims) == 6 and np.all(np.diff(np.abs(rho)) <= 1e-12)  # strongest first
+    from scipy.stats import spearmanr
+    per_image = []
+    for image in SMALL_IMAGES:
+        rows = [i for i, label in enumerate(atlas.labels) if label["kind"] in ("noise", "clean")
+                and label["image"] == image]
+        per_image.append(spearmanr([atlas.labels[i]["severity"] for i in rows], atlas.priors[rows, dims[0]]).statistic)
+    assert rho[0] == pytest.approx(np.mean(per_image))
     # the clean images' mean prior is the sigma-0 point of the noise curve
     np.testing.assert_allclose(atlas.noise_curve[0], atlas.kind_mean("clean"), rtol=1e-5, atol=1e-6)
     thumb = atlas.thumbnail_array(0)

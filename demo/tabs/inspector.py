@@ -3,6 +3,7 @@ clean copy with a sigma slider and watch the prior dimensions shift (D_S only, s
 up with the slider); on release, the restoration at that sigma."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
@@ -23,12 +24,24 @@ NOISE_SEED = 0                   # the same noise pattern at every sigma
 EMPTY = "Load an image first (Restore tab), or click a point on the atlas map."
 
 
+@dataclass
+class Curve:
+    """Figure 5b's data for one clean copy re-noised at CURVE_SIGMAS."""
+
+    sigmas: np.ndarray
+    priors: np.ndarray             # (S, D) d_S
+    teacher: np.ndarray | None     # (S, D) d_T, when the clean original is known and the teacher ships
+    dims: list[int]                # the dimensions followed, by |rho| with sigma over the atlas
+    rho: list[float]
+    read: list[float | None]       # the sigma the prior reads at each sigma
+
+
 class InspectorTab(Tab):
     title, tab_id = "Prior inspector", "inspector"
 
     def build(self) -> None:
         self.clean_copy = gr.State(None)   # the clean original (or the image), fitted to INSPECTOR_SIDE
-        self.curve = gr.State(None)        # (sigmas, priors) of that copy re-noised at CURVE_SIGMAS
+        self.curve = gr.State(None)        # Figure 5b's data for that copy (a Curve)
         self.info = gr.Markdown(EMPTY, elem_id="insp-info")
         self.prior_plot = gr.Plot(label="Prior d_S", elem_id="insp-prior")
         with gr.Row(equal_height=False):
@@ -36,6 +49,7 @@ class InspectorTab(Tab):
                 self.sigma = gr.Slider(0, SIGMA_MAX, value=0, step=1, elem_id="insp-sigma",
                                        label="Sigma: re-noise the clean image (prior redraws live; release to restore)")
                 self.curve_plot = gr.Plot(label="Figure 5b", elem_id="insp-curve")
+                self.sigma_plot = gr.Plot(label="The severity the prior reads", elem_id="insp-read-sigma")
             with gr.Column(scale=1):
                 self.noisy = gr.Image(label="Re-noised input", format="png", type="numpy", interactive=False,
                                       height=220, elem_id="insp-noisy")
@@ -48,35 +62,60 @@ class InspectorTab(Tab):
             gr.Markdown(text)
 
     def shown(self) -> list[str]:
-        return ["clean_copy", "curve", "prior_plot", "curve_plot", "info"]
+        return ["clean_copy", "curve", "prior_plot", "curve_plot", "sigma_plot", "info"]
 
     def show(self, current: Current) -> dict[str, Any]:
         copy = fit_within(current.clean if current.clean is not None else current.image, INSPECTOR_SIDE)
         if current.prior is None:
-            return {"clean_copy": copy, "curve": None, "prior_plot": None, "curve_plot": None,
+            return {"clean_copy": copy, "curve": None, "prior_plot": None, "curve_plot": None, "sigma_plot": None,
                     "info": "This model has no degradation predictor: no prior to show."}
-        sigmas, curve = noise_curve(self.pipeline, copy, CURVE_SIGMAS, seed=NOISE_SEED)
+        curve = self.curve_of(copy, current.clean is not None)
         reading = current.reading
         return {
-            "clean_copy": copy, "curve": (sigmas, curve),
+            "clean_copy": copy, "curve": curve,
             "prior_plot": charts.prior_bars(current.prior, self.atlas, highlight=reading["kind"] if reading else None,
                                             title="Prior d_S of the current input"),
-            "curve_plot": charts.noise_curve_chart(sigmas, curve, self.noise_dims(), atlas=self.atlas),
+            "curve_plot": self.curve_chart(curve), "sigma_plot": self.sigma_chart(curve),
             "info": f"Showing the prior of the current input ({current.source}). {describe_sentence(reading)} "
                     f"Move the sigma slider to re-noise "
                     f"{'the clean original' if current.clean is not None else 'this image'} and watch the prior change.",
         }
 
-    def noise_dims(self) -> list[int]:
-        """The dimensions Figure 5b follows: the atlas' choice, else the first six."""
-        if self.atlas is not None and len(self.atlas.noise_dims):
-            return [int(d) for d in self.atlas.noise_dims[:6]]
-        return list(range(6))
+    def curve_of(self, copy: np.ndarray, clean_known: bool) -> Curve:
+        """Figure 5b's data for a clean copy: d_S (and d_T, when the copy is a known clean original and
+        the teacher ships) at CURVE_SIGMAS, the dimensions to follow, and the sigma each prior reads."""
+        sigmas, priors = noise_curve(self.pipeline, copy, CURVE_SIGMAS, seed=NOISE_SEED)
+        teacher = None
+        if clean_known and self.pipeline.teacher is not None:
+            teacher = np.stack([self.pipeline.privileged_prior(self.renoised(copy, float(s)), copy) for s in sigmas])
+        if self.atlas is not None:
+            dims, rho = self.atlas.severity_dims("noise")
+        else:
+            dims, rho = np.argsort(-np.abs(priors[-1] - priors[0]), kind="stable")[:6], np.zeros(0)
+        return Curve(sigmas, priors, teacher, [int(d) for d in dims], [float(r) for r in rho],
+                     [self.read_sigma(prior) for prior in priors])
+
+    def read_sigma(self, prior: np.ndarray) -> float | None:
+        """The noise sigma the atlas reads from a prior: its estimate when it reads noise, 0 when it
+        reads clean, None for another kind (or without an atlas)."""
+        if self.atlas is None:
+            return None
+        reading = self.atlas.describe(prior)
+        return reading.get("sigma") if reading["kind"] == "noise" else 0.0 if reading["kind"] == "clean" else None
+
+    def curve_chart(self, curve: Curve, sigma: float | None = None, prior: np.ndarray | None = None):
+        return charts.noise_curve_chart(curve.sigmas, curve.priors, curve.dims, curve.rho, current_sigma=sigma,
+                                        current_prior=prior, atlas=self.atlas, teacher=curve.teacher)
+
+    def sigma_chart(self, curve: Curve, sigma: float | None = None, read: float | None = None):
+        if self.atlas is None:
+            return None
+        return charts.sigma_reading_chart(curve.sigmas, curve.read, None if sigma is None else (sigma, read))
 
     def renoised(self, clean_copy: np.ndarray, sigma: float) -> np.ndarray:
         return add_gaussian_noise(clean_copy, sigma, NOISE_SEED) if sigma > 0 else clean_copy
 
-    def on_sigma(self, clean_copy: np.ndarray | None, curve: tuple | None, sigma: float) -> dict[str, Any]:
+    def on_sigma(self, clean_copy: np.ndarray | None, curve: Curve | None, sigma: float) -> dict[str, Any]:
         """Re-noise the clean copy at `sigma` and redraw its prior (D_S only: live)."""
         if clean_copy is None:
             return {"info": EMPTY}
@@ -88,9 +127,11 @@ class InspectorTab(Tab):
                                                title=f"Prior d_S after re-noising at sigma {sigma:g}"),
                "noisy": noisy, "info": f"Sigma {sigma:g}: {describe_sentence(reading)}"}
         if curve is not None:
-            sigmas, priors = curve
-            out["curve_plot"] = charts.noise_curve_chart(sigmas, priors, self.noise_dims(), current_sigma=sigma,
-                                                         current_prior=prior, atlas=self.atlas)
+            read = self.read_sigma(prior)
+            out["curve_plot"] = self.curve_chart(curve, sigma, prior)
+            out["sigma_plot"] = self.sigma_chart(curve, sigma, read)
+            if read is not None:
+                out["info"] += f" The prior reads sigma ~ {read:.0f} (true {sigma:g})."
         return out
 
     def on_release(self, clean_copy: np.ndarray | None, sigma: float) -> dict[str, Any]:
