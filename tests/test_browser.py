@@ -1,8 +1,9 @@
 """The page in a real browser: headless Chromium (Debian's `chromium` package) driven by
 Playwright. Uploads and restores an image, drags the sigma slider with the mouse and
 sees the prior chart change, clicks a point of the atlas map and sees the inspector
-load it, compares teacher and student; saves screenshots {restore,inspector,
-atlas,privileged}.png; and checks that the page fetched nothing from another host.
+load it, compares teacher and student, moves a direction slider and opens the gallery,
+follows a tour step, survives an unreadable upload; saves screenshots {restore,inspector,
+atlas,privileged,steer}.png; and checks that the page fetched nothing from another host.
 
 Skipped when /usr/bin/chromium is missing, unless LUPI_REQUIRE_BROWSER=1 (CI), where
 that fails. LUPI_SCREENSHOTS_SHIPPED=1 runs it on the shipped model and atlas (when
