@@ -12,14 +12,12 @@ import numpy as np
 import plotly.graph_objects as go
 from gradio.components.plot import PlotData
 
-from lupi_core.atlas import Atlas
+from lupi_core.atlas import KIND_NAMES, Atlas
 
 KIND_COLORS = {
     "clean": "#7f7f7f", "noise": "#1f77b4", "rain": "#17becf", "haze": "#ff7f0e",
     "blur": "#9467bd", "lowlight": "#2ca02c", "mix": "#d62728",
 }
-KIND_NAMES = {"clean": "clean", "noise": "noise", "rain": "rain", "haze": "haze", "blur": "blur",
-              "lowlight": "low light", "mix": "mix"}
 LAYOUT = dict(template="plotly_white", margin=dict(l=50, r=20, t=50, b=45), font=dict(size=12),
               legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0))
 

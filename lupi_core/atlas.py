@@ -74,6 +74,7 @@ DEFAULT_ATLAS = ASSETS / "atlas"
 
 DEGRADED_KINDS = (*SINGLE_KINDS, "mix")
 KINDS = ("clean",) + DEGRADED_KINDS  # the atlas' kinds, in display order
+KIND_NAMES = {**{kind: kind for kind in KINDS}, "lowlight": "low light"}  # how a person reads them
 NOISE_SIGMAS = tuple(range(5, 61, 5))
 LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
 MIX_LEVELS = (0.3, 0.6, 0.9)

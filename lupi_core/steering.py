@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .atlas import KIND_NAMES, Atlas
 from .metrics import psnr
 
 if TYPE_CHECKING:
-    from .atlas import Atlas
     from .pipeline import Pipeline
 
 PRINCIPAL_COMPONENTS = 3
@@ -44,7 +44,7 @@ class Direction:
 
 
 def _kind_name(kind: str) -> str:
-    return "low light" if kind == "lowlight" else kind
+    return KIND_NAMES.get(kind, kind)
 
 
 def kind_directions(atlas: Atlas) -> list[Direction]:

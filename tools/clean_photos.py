@@ -1,0 +1,59 @@
+"""What the model does with photos that need no restoration: for each folder of clean images
+(and the photographs bundled with scikit-image), how many the prior reads as clean (the gate of
+`Pipeline.restoration`, which needs an atlas built with the model's D_S), and how close the
+ungated restoration stays to the photo: median PSNR against it, median |change of mean
+brightness| (0-255), and how many stay within 33 dB and 3/255 (issue #16's target).
+
+    python -m tools.clean_photos [FOLDER ...] [--limit 30] [--checkpoint F --atlas PATH]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lupi_core.images import BUNDLED_IMAGES, bundled_image, list_images, load_image
+from lupi_core.markdown import markdown_table
+from lupi_core.metrics import psnr
+from lupi_core.pipeline import load_pretrained
+
+TARGET_DB, TARGET_BRIGHTNESS = 33.0, 3.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folders", nargs="*", type=Path, help="folders of clean images")
+    parser.add_argument("--limit", type=int, default=30, help="at most this many images a folder")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="student weights (default: the shipped model)")
+    parser.add_argument("--atlas", type=Path, default=None, help="an atlas built with that student's D_S")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    pipeline = load_pretrained(args.checkpoint, atlas=args.atlas)
+    sets = {"bundled photographs": [bundled_image(name, None) for name in BUNDLED_IMAGES]}
+    for folder in args.folders:
+        sets[str(folder)] = [load_image(path) for path in list_images(folder)[:args.limit]]
+    rows = []
+    for name, images in sets.items():
+        kinds = Counter(pipeline.read(image)["kind"] for image in images) if pipeline.atlas is not None else None
+        scores = []
+        for image in images:
+            restored = pipeline.restore_float(image)
+            scores.append((psnr(restored, image), abs(float(restored.mean()) - image.mean() / 255) * 255))
+        db, brightness = np.array(scores).T
+        within = int(np.sum((db >= TARGET_DB) & (brightness <= TARGET_BRIGHTNESS)))
+        rows.append([name, len(images), "no atlas" if kinds is None else kinds["clean"],
+                     "" if kinds is None else dict(kinds.most_common()), f"{np.median(db):.1f}",
+                     f"{np.median(brightness):.1f}", f"{within} of {len(images)}"])
+    print(markdown_table(["clean images", "n", "read as clean", "read as", "PSNR vs itself (median dB)",
+                          "brightness change (median /255)", f"within {TARGET_DB:g} dB and {TARGET_BRIGHTNESS:g}/255"],
+                         rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
