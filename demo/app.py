@@ -173,6 +173,16 @@ def wire(tabs: Tabs, current: gr.State, tab_bar: gr.Tabs) -> None:
     restore.kind.change(lambda kind: restore.updates(restore.severity_control(kind)), restore.kind, [restore.severity],
                         api_visibility="private")
 
+    wire_restore(restore, current)
+    wire_inspector(tabs.inspector)
+    wire_steer(tabs.steer, current, move_star)
+    wire_learn(tabs, tab_bar, fan_out, with_input, move_star)
+    tabs.privileged.compare_btn.click(lambda made: tabs.privileged.updates(tabs.privileged.compare(made)), current,
+                                      tabs.privileged.components(["plot", "info", "with_student", "with_teacher"]),
+                                      api_name="compare_priors")
+
+
+def wire_restore(restore: RestoreTab, current: gr.State) -> None:
     def on_restore(path, made, strength=1.0, progress=gr.Progress()):
         return restore.updates(restore.restore(path, made, strength, progress=progress))
 
@@ -181,12 +191,6 @@ def wire(tabs: Tabs, current: gr.State, tab_bar: gr.Tabs) -> None:
     restore_inputs, restored_outputs = [restore.input_image, current, restore.strength], restore.components(restore.RESTORED)
     restore.restore_btn.click(on_restore, restore_inputs, restored_outputs, api_name="restore")
     restore.force_btn.click(on_force, restore_inputs, restored_outputs, api_name="restore_anyway")
-    wire_inspector(tabs.inspector)
-    wire_steer(tabs.steer, current, move_star)
-    wire_learn(tabs, tab_bar, fan_out, with_input, move_star)
-    tabs.privileged.compare_btn.click(lambda made: tabs.privileged.updates(tabs.privileged.compare(made)), current,
-                                      tabs.privileged.components(["plot", "info", "with_student", "with_teacher"]),
-                                      api_name="compare_priors")
 
 
 def wire_atlas(tabs: Tabs, current: gr.State, tab_bar: gr.Tabs, fan_out, with_input: list):
