@@ -50,3 +50,23 @@ def test_noise_sigma_estimate():
     flat = np.full((128, 128, 3), 128, np.uint8)
     estimate = classical.estimate_noise_sigma(add_gaussian_noise(flat, 25, seed=0) / 255.0) * 255
     assert estimate == pytest.approx(25, rel=0.1)
+
+
+def test_the_blind_unsharp_mask_leaves_flat_images_and_steepens_edges():
+    from lupi_core.classical import deblur_unsharp, restore
+
+    flat = np.full((16, 16, 3), 90, np.uint8)
+    np.testing.assert_allclose(deblur_unsharp(flat), 90 / 255)
+    edge = np.zeros((8, 32, 3), np.uint8)
+    edge[:, 16:] = 200
+    soft = np.clip(ndimage_blur(edge), 0, 255).astype(np.uint8)
+    sharpened = deblur_unsharp(soft, radius=1.0, amount=1.0)
+    assert np.abs(np.diff(sharpened[4, :, 0])).max() > np.abs(np.diff(soft[4, :, 0] / 255)).max()
+    np.testing.assert_array_equal(restore("blur", soft, blind=True), deblur_unsharp(soft))
+
+
+def ndimage_blur(image):
+    """A horizontal Gaussian blur, sigma 2 px."""
+    from scipy import ndimage
+
+    return ndimage.gaussian_filter(image.astype(float), sigma=(0, 2, 0))

@@ -72,12 +72,17 @@ def test_evaluate_5task_writes_table_csv_json_and_real_pairs(tree, checkpoint, t
     results = json.loads(out.read_text())
     assert [c["key"] for c in results["columns"]] == ["dehaze", "derain", "noise25", "deblur", "lowlight"]
     assert [c["images"] for c in results["columns"]] == [4, 3, 3, 3, 3]
-    assert [r["key"] for r in results["rows"]] == ["input", "classical", "model"]
+    assert [r["key"] for r in results["rows"]] == ["input", "classical", "classical_blind", "model"]
+    by_key = {r["key"]: r["scores"] for r in results["rows"]}
+    for column in ("dehaze", "derain", "noise25", "lowlight"):  # blind already: the same method
+        assert by_key["classical_blind"][column] == by_key["classical"][column]
+    assert by_key["classical_blind"]["deblur"] != by_key["classical"]["deblur"]
+    assert "Blind row: as the classical row, except" in printed and "unsharp mask" in printed
     for row in results["rows"]:
         assert row["average"]["psnr"] == pytest.approx(np.mean([s["psnr"] for s in row["scores"].values()]))
     assert results["published"][-1]["average"] == {"psnr": 30.97, "ssim": 0.922}
     rows = list(csv.DictReader((tmp_path / "per_image.csv").open()))
-    assert len(rows) == 16 * 3 and set(rows[0]) == {"task", "image", "method", "psnr", "ssim"}
+    assert len(rows) == 16 * 4 and set(rows[0]) == {"task", "image", "method", "psnr", "ssim"}
     assert out.with_suffix(".md").read_text() == evaluate.results_to_markdown(results)
     assert (out.parent / "real-pairs" / "shake_restored.png").is_file()
 
