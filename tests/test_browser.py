@@ -90,6 +90,20 @@ def shoot(page: Page, name: str) -> None:
     page.screenshot(path=str(SHOTS / name), full_page=True)
 
 
+def drag(page: Page, selector: str, fraction: float) -> None:
+    """Drag a slider's handle from its left end to `fraction` of its width, then release."""
+    slider = page.locator(f"{selector} input[type=range]")
+    slider.scroll_into_view_if_needed()
+    box = slider.bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + 4, y)
+    page.mouse.down()
+    for step in range(1, 11):  # a real drag: input events while moving, release at the end
+        page.mouse.move(box["x"] + 4 + step * fraction / 10 * box["width"], y)
+        time.sleep(0.05)
+    page.mouse.up()
+
+
 def test_upload_and_restore(page):
     example = EXAMPLES_DIR / "chelsea_rain.png"
     page.set_input_files("#input-image input[type=file]", str(example))
@@ -107,16 +121,7 @@ def test_sigma_drag_changes_the_prior(page):
     page.wait_for_function("() => { const gd = document.querySelector('#insp-prior .js-plotly-plot');"
                            " return gd && gd._fullData && gd._fullData[0].y.length === 512; }")
     before = plot_values(page, "#insp-prior")
-    slider = page.locator("#insp-sigma input[type=range]")
-    slider.scroll_into_view_if_needed()
-    box = slider.bounding_box()
-    y = box["y"] + box["height"] / 2
-    page.mouse.move(box["x"] + 4, y)
-    page.mouse.down()
-    for step in range(1, 11):  # a real drag: input events while moving, release at the end
-        page.mouse.move(box["x"] + 4 + step * 0.06 * box["width"], y)
-        time.sleep(0.05)
-    page.mouse.up()
+    drag(page, "#insp-sigma", 0.6)
     wait_text(page, "#insp-info", "Sigma")
     page.wait_for_function("(b) => { const gd = document.querySelector('#insp-prior .js-plotly-plot');"
                            " return gd && gd._fullData && JSON.stringify(Array.from(gd._fullData[0].y)) !== b; }",
@@ -158,20 +163,6 @@ def test_example_gallery_then_privileged_vs_predicted(page):
     page.wait_for_selector("#priv-plot .js-plotly-plot")
     page.wait_for_function("() => document.querySelectorAll('#priv-student img, #priv-teacher img').length >= 2")
     shoot(page, "privileged.png")
-
-
-def drag(page: Page, selector: str, fraction: float) -> None:
-    """Drag a slider's handle from its left end to `fraction` of its width, then release."""
-    slider = page.locator(f"{selector} input[type=range]")
-    slider.scroll_into_view_if_needed()
-    box = slider.bounding_box()
-    y = box["y"] + box["height"] / 2
-    page.mouse.move(box["x"] + 4, y)
-    page.mouse.down()
-    for step in range(1, 11):  # a real drag: input events while moving, release at the end
-        page.mouse.move(box["x"] + 4 + step * fraction / 10 * box["width"], y)
-        time.sleep(0.05)
-    page.mouse.up()
 
 
 def test_a_direction_slider_and_the_gallery_steer_the_prior(page):
