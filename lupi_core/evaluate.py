@@ -68,7 +68,8 @@ BENCHMARKS = {
 TABLE_OF = {"3task": "Table 1", "5task": "Table 2"}
 REAL_PAIRS = "deblur/real-pairs"
 
-MEASURED = ("input", "classical", "classical_blind", "model")  # references first, ours last, as in the paper
+# References first, ours last, as in the paper; the blind row only where it differs (a non-blind method).
+MEASURED = ("input", "classical", "classical_blind", "model")
 
 
 def benchmark_notes(benchmark: str, limit: int | None = None) -> list[str]:
@@ -163,7 +164,8 @@ def evaluate_benchmark(pipeline, data_dir: str | Path, benchmark: str, limit: in
         raise ValueError(f"unknown benchmark {benchmark!r}; choose from {', '.join(BENCHMARKS)}")
     columns = [COLUMNS[key] for key in BENCHMARKS[benchmark]]
     files = {c.key: column_files(Path(data_dir), c, limit) for c in columns}
-    methods = MEASURED if references else ("model",)
+    needs_blind = any(classical.BLIND_METHODS[c.kind] != classical.METHODS[c.kind] for c in columns)
+    methods = tuple(m for m in MEASURED if m != "classical_blind" or needs_blind) if references else ("model",)
     per_image: list[dict] = []
     bar = tqdm(total=sum(len(f) for f in files.values()), desc=f"evaluate {benchmark}", unit="image",
                disable=not progress, dynamic_ncols=True)

@@ -94,6 +94,7 @@ def test_evaluate_3task_library_with_limit(tree, checkpoint):
     assert [c["key"] for c in results["columns"]] == ["dehaze", "derain", "noise15", "noise25", "noise50"]
     assert all(c["images"] == 1 for c in results["columns"])
     scores = {r["key"]: r["scores"] for r in results["rows"]}
+    assert list(scores) == ["input", "classical", "model"]  # every 3-task classical method is blind already
     # The input gets noisier with sigma; the classical denoiser beats the noisy input.
     assert scores["input"]["noise15"]["psnr"] > scores["input"]["noise25"]["psnr"] > scores["input"]["noise50"]["psnr"]
     assert scores["classical"]["noise50"]["psnr"] > scores["input"]["noise50"]["psnr"]
