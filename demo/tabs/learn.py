@@ -93,6 +93,7 @@ STEPS = (
 
 class LearnTab(Tab):
     title, tab_id = "Learn", "learn"
+    _measured: dict[str, str] | None = None
 
     def build(self) -> None:
         gr.Markdown(views.LEARN)
@@ -118,7 +119,13 @@ class LearnTab(Tab):
         return self.session.example(files.index(step.example))
 
     def measure(self) -> dict[str, str]:
-        """Every step's sentence, measured on the loaded model."""
+        """Every step's sentence, measured on the loaded model (once: the model and examples do not
+        change while the app runs, and the steps cost a dozen restorations)."""
+        if self._measured is None:
+            self._measured = self._measure_steps()
+        return dict(self._measured)
+
+    def _measure_steps(self) -> dict[str, str]:
         out = {}
         for k, step in enumerate(STEPS):
             try:
