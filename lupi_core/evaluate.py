@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cli import write_results
 from .images import list_images, load_image, save_png
 from .markdown import markdown_table
 from .paper import RESTORATION, RESTORATION_DATASETS
@@ -289,10 +290,9 @@ def run(args: argparse.Namespace) -> int:
     if args.csv:
         print(f"per-image scores: {write_csv(results, args.csv)}")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=1))
+        write_results(args.out, results)
         args.out.with_suffix(".md").write_text(table)
-        print(f"results: {args.out} and {args.out.with_suffix('.md')}")
+        print(f"table: {args.out.with_suffix('.md')}")
         for path in restore_real_pairs(pipeline, args.data, args.out.parent / "real-pairs"):
             print(f"real blur photo restored (not scored): {path}")
     return 0

@@ -37,9 +37,9 @@ def main() -> int:
         if entry["kind"] == "clean":
             continue
         image, clean = load_image(entry["path"]), load_image(entry["clean_path"])
-        results = counterfactuals(pipeline, image, atlas_priors(pipeline.atlas), clean)
-        own, others = results[0], [c.psnr for c in results[1:]]
         own_prior = pipeline.prior(image)
+        results = counterfactuals(pipeline, image, atlas_priors(pipeline.atlas), clean, own=own_prior)
+        own, others = results[0], [c.psnr for c in results[1:]]
         edited = [pipeline.restore_float(image, prior=d.moved(own_prior, FULL_SCALE)) for d in directions]
         shifts = [psnr(out, clean) - own.psnr for out in edited]
         strongest = int(np.argmax(np.abs(shifts)))
