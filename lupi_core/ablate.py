@@ -4,10 +4,12 @@ Table 4 (the design of the privileged estimator D_T).
 `python -m lupi_core ablate --preset P --steps N --data DIR [--seeds 0 1]`
 
 Table 3 rows: the plain backbone (no D_T, no D_S: trainer mode `no-predictor`),
-D_S + R_S trained end to end with L1 (no D_T: `no-privileged`) and full LUPI.
+D_S + R_S trained end to end with L1 (no D_T: `no-privileged`) and full LUPI,
+the last two also under the `steer` objective (trainer.OBJECTIVES).
 Table 4 rows: LUPI with a `siamese`, `concat` or `add` estimator. The siamese
 LUPI run is the same run in both tables. Every row is trained from the same data
-with the same seeds and then scored with `evaluate_benchmark` (average PSNR/SSIM).
+with the same seeds, scored with `evaluate_benchmark` (average PSNR/SSIM) and,
+where it has a prior, probed on the bundled photographs (`probe`: steer, kinds).
 
 Step budget: LUPI trains N steps in Stage 1 and N in Stage 2. The single-stage
 rows get 2N steps by default (`--budget equal-total`): every row then receives
@@ -41,15 +43,19 @@ from .trainer import TrainConfig, Trainer
 
 VARIANTS = {
     "lupi-siamese": {"mode": "lupi", "estimator_design": "siamese"},
+    "lupi-steer": {"mode": "lupi", "estimator_design": "siamese", "objective": "steer"},
     "no-privileged": {"mode": "no-privileged"},
+    "no-privileged-steer": {"mode": "no-privileged", "objective": "steer"},
     "no-predictor": {"mode": "no-predictor"},
     "lupi-concat": {"mode": "lupi", "estimator_design": "concat"},
     "lupi-add": {"mode": "lupi", "estimator_design": "add"},
 }
-# (variant, row cells); the published numbers are paper.ABLATION's.
-TABLE3 = [("no-predictor", ("✗", "✗")), ("no-privileged", ("✗", "✓")), ("lupi-siamese", ("✓", "✓"))]
+# (variant, row cells); the published numbers are paper.ABLATION's (none for the steer objective).
+TABLE3 = [("no-predictor", ("✗", "✗", "paper")), ("no-privileged", ("✗", "✓", "paper")),
+          ("no-privileged-steer", ("✗", "✓", "steer")), ("lupi-siamese", ("✓", "✓", "paper")),
+          ("lupi-steer", ("✓", "✓", "steer"))]
 TABLE4 = [("lupi-add", ("Input Addition",)), ("lupi-concat", ("Input Concat",)), ("lupi-siamese", ("Siamese (Ours)",))]
-TABLES = {"3": ("Table 3: impact of the LUPI framework", ("Estimator (D_T)", "Predictor (D_S)"), TABLE3),
+TABLES = {"3": ("Table 3: impact of the LUPI framework", ("Estimator (D_T)", "Predictor (D_S)", "objective"), TABLE3),
           "4": ("Table 4: design of the estimator D_T", ("Method",), TABLE4)}
 BUDGETS = ("equal-total", "equal-stage2")
 
@@ -105,6 +111,7 @@ def _train_config(settings: AblationSettings, variant: str, seed: int) -> TrainC
     return TrainConfig(
         out_dir=settings.out / f"{variant}-seed{seed}", preset=settings.preset,
         estimator_design=spec.get("estimator_design", "siamese"), mode=spec["mode"],
+        objective=spec.get("objective", "paper"),
         stage1_steps=settings.steps if spec["mode"] == "lupi" else 0, stage2_steps=stage2,
         batch_size=settings.batch_size, lr=settings.lr, warmup_steps=settings.warmup_steps, seed=seed,
         device=settings.device, progress=settings.progress)
@@ -113,15 +120,17 @@ def _train_config(settings: AblationSettings, variant: str, seed: int) -> TrainC
 def train_and_score(settings: AblationSettings, variant: str, seed: int, make_dataset: Callable[[int], object],
                     data_dir: str | Path) -> dict:
     """Train one run (resuming) and score its student; a cached score of the same weights is reused."""
+    from . import probe
     from .evaluate import EVAL_TILE, evaluate_benchmark
     from .hardware import resolve_device
+    from .images import bundled_images
     from .pipeline import load_pretrained
 
     cfg = _train_config(settings, variant, seed)
     student = Trainer(cfg, make_dataset(seed)).run()["student"]  # a finished run returns at once
     stat = student.stat()
     key = {"benchmark": settings.benchmark, "limit": settings.limit, "data": str(data_dir),
-           "weights": [stat.st_size, stat.st_mtime_ns]}
+           "weights": [stat.st_size, stat.st_mtime_ns], "probed": True}
     cache = cfg.out_dir / f"score-{settings.benchmark}-limit{settings.limit or 'all'}.json"
     if cache.is_file():
         cached = json.loads(cache.read_text())
@@ -132,6 +141,10 @@ def train_and_score(settings: AblationSettings, variant: str, seed: int, make_da
                                  references=False)
     model_row = next(row for row in results["rows"] if row["key"] == "model")
     score = {"variant": variant, "seed": seed, **model_row["average"], "columns": model_row["scores"]}
+    if pipeline.has_prior:
+        probed = probe.probe(pipeline, bundled_images(size=probe.PROBE_SIZE), seed)
+        score["probe"] = {"steer_db": probed["steer"]["steer_db"]["average"],
+                          "kinds_1nn": probed["kinds"]["loo_1nn_accuracy"]}
     cache.write_text(json.dumps({"key": key, "score": score}, indent=1))
     return score
 
@@ -145,14 +158,18 @@ def _mean_std(values: list[float], digits: int) -> str:
 def table_markdown(table: str, scores: dict[str, list[dict]], settings: AblationSettings) -> str:
     """One ablation table: mean ± sample std over seeds, the per-seed values, the paper's numbers."""
     title, heads, rows = TABLES[table]
-    header = [*heads, "PSNR ↑", "SSIM ↑", "per seed (PSNR / SSIM)", "published PSNR / SSIM"]
+    header = [*heads, "PSNR ↑", "SSIM ↑", "steer (dB) ↑", "kinds 1-NN ↑", "per seed (PSNR / SSIM)",
+              "published PSNR / SSIM"]
     body = []
     for variant, cells in rows:
-        paper_psnr, paper_ssim = ABLATION[variant]
         runs = scores[variant]
         per_seed = ", ".join(f"seed {r['seed']}: {r['psnr']:.2f} / {r['ssim']:.3f}" for r in runs)
+        probed = [r["probe"] for r in runs if "probe" in r]
+        probe_cells = ([_mean_std([p["steer_db"] for p in probed], 2), _mean_std([p["kinds_1nn"] for p in probed], 2)]
+                       if probed else ["—", "—"])
+        published = f"{ABLATION[variant][0]:.2f} / {ABLATION[variant][1]:.3f}" if variant in ABLATION else "—"
         body.append([*cells, _mean_std([r["psnr"] for r in runs], 2), _mean_std([r["ssim"] for r in runs], 3),
-                     per_seed, f"{paper_psnr:.2f} / {paper_ssim:.3f}"])
+                     *probe_cells, per_seed, published])
     lines = [f"# {title} (measured here)", "", markdown_table(header, body)]
     s = settings
     budget = (f"LUPI: {s.steps} Stage-1 + {s.steps} Stage-2 steps; single-stage rows: {s.single_stage_steps()} "
@@ -161,9 +178,12 @@ def table_markdown(table: str, scores: dict[str, list[dict]], settings: Ablation
     lines += [
         "",
         f"PSNR/SSIM: average over the {s.benchmark} benchmark's columns (`lupi_core.evaluate`), "
-        f"mean ± sample standard deviation over {len(s.seeds)} seed(s). The published column is the paper's "
+        f"mean ± sample standard deviation over {len(s.seeds)} seed(s). Steer and kinds 1-NN: `python -m "
+        f"lupi_core probe` on the bundled photographs (PSNR with the own prior minus another kind's mean prior; "
+        f"leave-one-out kind accuracy of d_S, chance 0.20). The published column is the paper's "
         f"table (full-length training of the paper model on the 3-task benchmark with SOTS-outdoor), not measured "
-        f"here; compare the ordering of the rows, not the values.",
+        f"here; compare the ordering of the rows, not the values. The steer objective is ours (no published row); "
+        f"its wrong-prior term runs R on a doubled batch, so its steps cost about twice as much.",
         "",
         "## Settings",
         "",

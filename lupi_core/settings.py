@@ -51,7 +51,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser | argparse._Argument
                                 type=meta["type"], choices=meta["choices"])
         else:
             parser.add_argument(_flag(field), dest=prefix + field.name, default=default,
-                                help=f"{meta['help']} (default: {default})",
+                                help=meta["help"] if default is None else f"{meta['help']} (default: {default})",
                                 type=meta["type"] or type(default), choices=meta["choices"])
 
 

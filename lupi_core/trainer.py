@@ -13,6 +13,7 @@ MDTA's softmax and the losses stay fp32), and DistributedDataParallel under torc
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -46,6 +47,15 @@ PRECISIONS = ("auto", "bf16", "fp32")
 TEACHER_FILE, STUDENT_FILE = "teacher.safetensors", "student.safetensors"
 
 
+# The named objectives (`--objective`). "paper" is eq. 3 and eq. 4 as written; "steer" adds the
+# wrong-prior and contrast terms and a random FiLM init, the variant that made R_S use its prior
+# (docs/design.md, "Objective options"). A field given explicitly overrides its objective's value.
+OBJECTIVES: dict[str, dict[str, object]] = {
+    "paper": {"db_film_init": "zero", "wrong_prior_weight": 0.0, "wrong_prior_margin": 0.01, "contrast_weight": 0.0},
+    "steer": {"db_film_init": "random", "wrong_prior_weight": 1.0, "wrong_prior_margin": 0.05, "contrast_weight": 1.0},
+}
+
+
 @dataclass
 class TrainConfig:
     """Everything a run needs besides its data; saved beside the run as train_config.json.
@@ -57,8 +67,13 @@ class TrainConfig:
                                     help="D_T's design (Table 4)")
     estimator_input: str = setting("clean", choices=ESTIMATOR_INPUTS,
                                    help="what D_T sees beside I_d: the clean image (the paper) or the residual I_d - I_c")
-    db_film_init: str = setting("zero", choices=DB_FILM_INITS,
-                                help="DB's FiLM MLP starts at zero (gamma 1, beta 0 for every prior) or random")
+    objective: str = setting("paper", choices=tuple(OBJECTIVES),
+                             help="named objective: the paper's eq. 3-4, or with the terms that make R use its "
+                                  "prior (steer); sets --db-film-init, --wrong-prior-weight, --wrong-prior-margin and "
+                                  "--contrast-weight where they are not given")
+    db_film_init: str | None = setting(None, type=str, choices=DB_FILM_INITS,
+                                       help="DB's FiLM MLP starts at zero (gamma 1, beta 0 for every prior) or random "
+                                            "(default: the objective's)")
     mode: str = setting("lupi", choices=MODES, help="two-stage LUPI or a Table 3 ablation")
     stage1_steps: int = setting(1000, help="Stage 1 steps (D_T + R_T)")
     stage2_steps: int = setting(1000, help="Stage 2 steps (D_S + R_S), or the single stage of an ablation")
@@ -69,11 +84,15 @@ class TrainConfig:
     align: AlignConfig = setting(default_factory=AlignConfig, help="L_align of eq. 4")
     frequency_weight: float = setting(0.0, help="add this weight x the L1 between spectra to the reconstruction "
                                                 "L1, in both stages (0: L1 alone, as the paper)")
-    wrong_prior_weight: float = setting(0.0, help="weight of the wrong-prior term: the true prior must restore "
-                                                  "better than another task's, in both stages (0: off)")
-    wrong_prior_margin: float = setting(0.01, help="the wrong-prior term's margin, in L1 units")
-    contrast_weight: float = setting(0.0, help="weight of the supervised contrastive term clustering priors "
-                                               "by task, in both stages (0: off)")
+    wrong_prior_weight: float | None = setting(None, type=float,
+                                               help="weight of the wrong-prior term: the true prior must restore "
+                                                    "better than another task's, in both stages (0: off; default: "
+                                                    "the objective's)")
+    wrong_prior_margin: float | None = setting(None, type=float,
+                                               help="the wrong-prior term's margin, in L1 units (default: the objective's)")
+    contrast_weight: float | None = setting(None, type=float,
+                                            help="weight of the supervised contrastive term clustering priors "
+                                                 "by task, in both stages (0: off; default: the objective's)")
     contrast_temperature: float = setting(0.1, help="the contrastive term's temperature")
     student_from_teacher: bool = setting(False, help="start R_S from R_T's weights")
     init_from: Path | None = setting(None, type=Path,
@@ -97,6 +116,11 @@ class TrainConfig:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {tuple(OBJECTIVES)}, got {self.objective!r}")
+        for name, value in OBJECTIVES[self.objective].items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
         if isinstance(self.align, dict):
             self.align = AlignConfig(**self.align)
         for name in ("frequency_weight", "wrong_prior_weight", "wrong_prior_margin", "contrast_weight"):
@@ -335,7 +359,8 @@ class Trainer:
             return
         path = warm_start_file(self.cfg.init_from, weights_file, kind)
         earlier = load_model(path, kind=kind)
-        if earlier.cfg != self.model_cfg:
+        # db_film_init only chooses starting values, which the loaded weights replace
+        if dataclasses.replace(earlier.cfg, db_film_init=self.model_cfg.db_film_init) != self.model_cfg:
             raise ValueError(f"{path} is a different architecture from preset "
                              f"{self.cfg.preset!r}; warm-start from a run of the same preset")
         model.load_state_dict(earlier.state_dict())

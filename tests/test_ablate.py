@@ -1,6 +1,7 @@
 """The Table 3 / Table 4 ablation on the tiny preset, a few steps per stage, one seed and
-one image per benchmark column: both tables are written with their three rows, the
-siamese LUPI run is shared, the step budget is as documented, and a rerun reuses the runs."""
+one image per benchmark column: both tables are written with their rows (Table 3 with
+the steer objective's rows and probe columns), the siamese LUPI run is shared, the step
+budget is as documented, and a rerun reuses the runs."""
 
 import pytest
 import skimage.data
@@ -26,18 +27,34 @@ def ablation(tmp_path_factory):
     return root / "runs", argv
 
 
-def test_tables_written_with_three_rows(ablation):
+def test_tables_written_with_their_rows(ablation):
     out, _ = ablation
     table3, table4 = (out / "table3.md").read_text(), (out / "table4.md").read_text()
     body = lambda text: [label for label in text.splitlines() if label.startswith("| ") and "PSNR" not in label]  # noqa: E731
-    assert len(body(table3)) == 3 and len(body(table4)) == 3
-    assert "| ✓ | ✓ |" in table3 and "32.98 / 0.921" in table3
+    assert len(body(table3)) == 5 and len(body(table4)) == 3
+    assert "| ✓ | ✓ | paper |" in table3 and "32.98 / 0.921" in table3 and "| ✓ | ✓ | steer |" in table3
+    # The backbone has no prior to probe; every other row has a steer and a kinds number.
+    cells = [[cell.strip() for cell in row.split("|")[1:-1]] for row in body(table3)]
+    steer_column = table3.splitlines()[2].split("|")[1:-1].index(" steer (dB) ↑ ")
+    assert [row[steer_column] == "—" for row in cells] == [True, False, False, False, False]
+    assert [row[-1] == "—" for row in cells] == [False, False, True, False, True]  # no published steer rows
     assert "Input Addition" in table4 and "Input Concat" in table4 and "Siamese (Ours)" in table4
     for text in ("preset: `tiny`", "seeds: 0", "first 1 image(s)", "3task", "equal-total"):
         assert text in table3, text
-    # The siamese LUPI run is shared by both tables: five runs, not six.
+    # The siamese LUPI run is shared by both tables: seven runs, not eight.
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == sorted(
-        f"{v}-seed0" for v in ("lupi-siamese", "no-privileged", "no-predictor", "lupi-concat", "lupi-add"))
+        f"{v}-seed0" for v in ("lupi-siamese", "lupi-steer", "no-privileged", "no-privileged-steer", "no-predictor",
+                               "lupi-concat", "lupi-add"))
+
+
+def test_steer_rows_train_under_the_steer_objective(ablation):
+    import json
+
+    out, _ = ablation
+    steer = json.loads((out / "lupi-steer-seed0" / "train_config.json").read_text())
+    paper = json.loads((out / "lupi-siamese-seed0" / "train_config.json").read_text())
+    assert (steer["objective"], steer["wrong_prior_weight"], steer["db_film_init"]) == ("steer", 1.0, "random")
+    assert (paper["objective"], paper["wrong_prior_weight"], paper["db_film_init"]) == ("paper", 0.0, "zero")
 
 
 def test_budget_gives_single_stage_rows_twice_the_steps(ablation):

@@ -21,7 +21,7 @@ from helpers import free_port
 from lupi_core import trainer as trainer_module
 from lupi_core.config import ModelConfig
 from lupi_core.models import build_student
-from lupi_core.trainer import SampleIndices, TrainConfig, Trainer, learning_rate, validation_patches
+from lupi_core.trainer import OBJECTIVES, SampleIndices, TrainConfig, Trainer, learning_rate, validation_patches
 from lupi_core.weights import load_model, model_info
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,6 +118,18 @@ def test_train_config_validation(tmp_path):
     cfg = _config(tmp_path, align={"form": "l1", "temperature": 1.0, "weight": 0.5})
     assert cfg.align.form == "l1" and cfg.model_config() == TINY
     assert json.loads(cfg.to_json())["out_dir"] == str(tmp_path)
+
+
+def test_an_objective_sets_its_fields_and_an_explicit_field_wins(tmp_path):
+    paper = _config(tmp_path)
+    assert (paper.objective, paper.db_film_init, paper.wrong_prior_weight, paper.contrast_weight) == \
+        ("paper", "zero", 0.0, 0.0)
+    steer = _config(tmp_path, objective="steer")
+    assert {name: getattr(steer, name) for name in OBJECTIVES["steer"]} == OBJECTIVES["steer"]
+    assert steer.model_config().db_film_init == "random"
+    assert _config(tmp_path, objective="steer", wrong_prior_weight=0.0).wrong_prior_weight == 0.0
+    with pytest.raises(ValueError, match="objective"):
+        _config(tmp_path, objective="best")
 
 
 # -- the two-stage LUPI run -------------------------------------------------------------------------
@@ -243,6 +255,9 @@ def test_init_from_warm_starts_both_stages_with_a_fresh_schedule(lupi_run, tmp_p
     assert [r["lr"] for r in log] == pytest.approx([learning_rate(s, 4, 1e-3, 2) for s in range(4)])
     with pytest.raises(ValueError, match="different architecture"):
         Trainer(_config(tmp_path / "other", init_from=earlier, preset="small"), NoisyPhotos(32))._stage1()
+    # The steer objective's random FiLM init is a starting point, which warm-started weights replace.
+    steer = Trainer(_config(tmp_path / "steer", stage1_steps=0, init_from=earlier, objective="steer"), NoisyPhotos(32))
+    _assert_same_tensors(steer._stage1().model.state_dict(), load_model(outputs["teacher"]).state_dict())
 
 
 def test_init_from_reads_exported_weights(lupi_run, tmp_path):

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Compare the objective options at the tiny preset, 3 seeds each, at one budget:
+# Compare the objective options at the tiny preset, 3 seeds each (component checks: 1), at one budget:
 # every LUPI row trains STEPS steps in Stage 1 and STEPS in Stage 2; the
 # no-privileged row (no Stage 1) trains 2 x STEPS. Each run is then probed on the
 # bundled photographs (python -m lupi_core probe). Runs resume where they stopped.
@@ -11,15 +11,30 @@ STEPS=${STEPS:-400}
 OUT=${1:-runs/compare-objectives}
 PY=${PY:-.venv/bin/python}
 mkdir -p "$OUT"
+STEER="--db-film-init random --wrong-prior-weight 1.0 --wrong-prior-margin 0.05 --contrast-weight 1.0"  # = --objective steer
 declare -A VARIANTS=(
   [paper]=""
   [random-film]="--db-film-init random"
-  [steer]="--db-film-init random --wrong-prior-weight 1.0 --wrong-prior-margin 0.01 --contrast-weight 0.1"
+  [steer-weak]="--db-film-init random --wrong-prior-weight 1.0 --wrong-prior-margin 0.01 --contrast-weight 0.1"
+  [steer]="$STEER"
+  [steer-l1-from-teacher]="$STEER --align l1 --student-from-teacher"
+  [wrong-prior-only]="--db-film-init random --wrong-prior-weight 1.0 --wrong-prior-margin 0.05"
+  [contrast-only]="--db-film-init random --contrast-weight 1.0"
   [residual]="--estimator-input residual"
+  [l1-from-teacher]="--align l1 --student-from-teacher"
+  [mse-from-teacher]="--align mse --student-from-teacher"
   [no-privileged]="--mode no-privileged"
 )
+# Rows run with three seeds; the others (component checks) with seed 0 only.
+SEEDED="paper random-film steer-weak steer steer-l1-from-teacher residual no-privileged"
+ONCE="wrong-prior-only contrast-only l1-from-teacher mse-from-teacher"
+runs=()
 for seed in 0 1 2; do
-  for name in paper random-film steer residual no-privileged; do
+  for name in $SEEDED; do runs+=("$name:$seed"); done
+done
+for name in $ONCE; do runs+=("$name:0"); done
+for entry in "${runs[@]}"; do
+    name=${entry%:*} seed=${entry#*:}
     run="$OUT/$name-seed$seed"
     steps=(--stage1-steps "$STEPS" --stage2-steps "$STEPS")
     [[ $name == no-privileged ]] && steps=(--stage1-steps 0 --stage2-steps $((2 * STEPS)))
@@ -30,7 +45,6 @@ for seed in 0 1 2; do
     [[ -f $run/teacher.safetensors ]] && teacher=(--teacher "$run/teacher.safetensors")
     [[ -f $run/probe.json ]] || $PY -m lupi_core probe --checkpoint "$run/student.safetensors" "${teacher[@]}" \
       --out "$run/probe.json" > "$run/probe.txt" 2>/dev/null
-  done
 done
 $PY - "$OUT" <<'PYEOF'
 import json, sys, pathlib, statistics as st
