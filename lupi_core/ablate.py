@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from .losses import AlignConfig
 from .markdown import markdown_table
 from .paper import ABLATION
 from .settings import add_dataclass_arguments, dataclass_from_arguments, setting
@@ -43,7 +44,9 @@ from .trainer import TrainConfig, Trainer
 
 VARIANTS = {
     "lupi-siamese": {"mode": "lupi", "estimator_design": "siamese"},
-    "lupi-steer": {"mode": "lupi", "estimator_design": "siamese", "objective": "steer"},
+    # the best variant of docs/results/objectives-tiny: the steer objective, L1 alignment, R_S from R_T
+    "lupi-steer": {"mode": "lupi", "estimator_design": "siamese", "objective": "steer", "align": "l1",
+                   "student_from_teacher": True},
     "no-privileged": {"mode": "no-privileged"},
     "no-privileged-steer": {"mode": "no-privileged", "objective": "steer"},
     "no-predictor": {"mode": "no-predictor"},
@@ -111,7 +114,8 @@ def _train_config(settings: AblationSettings, variant: str, seed: int) -> TrainC
     return TrainConfig(
         out_dir=settings.out / f"{variant}-seed{seed}", preset=settings.preset,
         estimator_design=spec.get("estimator_design", "siamese"), mode=spec["mode"],
-        objective=spec.get("objective", "paper"),
+        objective=spec.get("objective", "paper"), align=AlignConfig(form=spec.get("align", "kl")),
+        student_from_teacher=spec.get("student_from_teacher", False),
         stage1_steps=settings.steps if spec["mode"] == "lupi" else 0, stage2_steps=stage2,
         batch_size=settings.batch_size, lr=settings.lr, warmup_steps=settings.warmup_steps, seed=seed,
         device=settings.device, progress=settings.progress)

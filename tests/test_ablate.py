@@ -54,7 +54,9 @@ def test_steer_rows_train_under_the_steer_objective(ablation):
     steer = json.loads((out / "lupi-steer-seed0" / "train_config.json").read_text())
     paper = json.loads((out / "lupi-siamese-seed0" / "train_config.json").read_text())
     assert (steer["objective"], steer["wrong_prior_weight"], steer["db_film_init"]) == ("steer", 1.0, "random")
+    assert (steer["align"]["form"], steer["student_from_teacher"]) == ("l1", True)
     assert (paper["objective"], paper["wrong_prior_weight"], paper["db_film_init"]) == ("paper", 0.0, "zero")
+    assert (paper["align"]["form"], paper["student_from_teacher"]) == ("kl", False)
 
 
 def test_budget_gives_single_stage_rows_twice_the_steps(ablation):
