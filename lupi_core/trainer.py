@@ -5,6 +5,9 @@
 - `no-privileged`: D_S + R_S end to end with L1 only (no Stage 1).
 - `no-predictor`: the plain backbone R with L1.
 
+`--objective paper` trains eq. 3-4 as written; `--objective steer` adds the
+wrong-prior and contrast terms (losses.py) in both stages, so R must follow its prior.
+
 One loop serves every stage: AdamW, linear warm-up then cosine decay to zero,
 checkpoints that resume exactly after a SIGKILL (weights, optimizer, step, RNG;
 the learning rate is a function of the step and the data a function of the
