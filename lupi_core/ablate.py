@@ -187,7 +187,7 @@ def table_markdown(table: str, scores: dict[str, list[dict]], settings: Ablation
         f"leave-one-out kind accuracy of d_S, chance 0.20). The published column is the paper's "
         f"table (full-length training of the paper model on the 3-task benchmark with SOTS-outdoor), not measured "
         f"here; compare the ordering of the rows, not the values. The steer objective is ours (no published row); "
-        f"its wrong-prior term runs R on a doubled batch, so its steps cost about twice as much.",
+        f"its wrong-prior term runs R on a doubled batch, so its steps cost about 1.7x as much on a CPU.",
         "",
         "## Settings",
         "",
