@@ -16,14 +16,13 @@ MDTA's softmax and the losses stay fp32), and DistributedDataParallel under torc
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
 import random
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -363,7 +362,7 @@ class Trainer:
         path = warm_start_file(self.cfg.init_from, weights_file, kind)
         earlier = load_model(path, kind=kind)
         # db_film_init only chooses starting values, which the loaded weights replace
-        if dataclasses.replace(earlier.cfg, db_film_init=self.model_cfg.db_film_init) != self.model_cfg:
+        if replace(earlier.cfg, db_film_init=self.model_cfg.db_film_init) != self.model_cfg:
             raise ValueError(f"{path} is a different architecture from preset "
                              f"{self.cfg.preset!r}; warm-start from a run of the same preset")
         model.load_state_dict(earlier.state_dict())
