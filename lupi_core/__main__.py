@@ -24,6 +24,7 @@ MODULE_COMMANDS = {
                                  "(steer, severity, kinds, alignment)", True),
     "diagnose": ("lupi_core.diagnose", "how well d_S stands in for d_T on a run's held-out patches", False),
     "examples": ("lupi_core.examples", "regenerate the app's example images in assets/examples/", False),
+    "pack": ("lupi_core.pack", "copy a size-capped subset of a recipe's training data (for the GPU machine)", False),
 }
 
 
@@ -139,7 +140,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--recipe", type=Path, help="a task-mixture TOML (see train/recipes/)")
     data.add_argument("--data", type=Path, help="root folder the recipe's paths are relative to")
     data.add_argument("--clean-folder", type=Path, help="train denoising on a folder of clean images")
-    data.add_argument("--patch-size", type=int, default=None, help="override the recipe's patch size")
+    data.add_argument("--patch-size", type=int, default=None,
+                      help="override the recipe's patch size (default with --patch-schedule: its largest size)")
     data.add_argument("--task-weight", action="append", default=[], metavar="NAME=W", type=parse_task_weight,
                       help="override one recipe task's sampling weight (repeatable)")
     data.add_argument("--val-images", type=int, default=8,
@@ -154,18 +156,20 @@ def run_train(args: argparse.Namespace) -> int:
     from .settings import dataclass_from_arguments
     from .trainer import TrainConfig, Trainer, validation_patches
 
+    cfg = dataclass_from_arguments(TrainConfig, args)
+    # a patch schedule crops the data's patches, so they are loaded at its largest size
+    patch_size = args.patch_size or (cfg.patch_phases()[-1][0] if cfg.patch_schedule else None)
     if args.recipe:
         if args.data is None:
             raise SystemExit("--recipe needs --data DIR, the folder its paths are relative to")
-        dataset = load_recipe(args.recipe, args.data, seed=args.seed, patch_size=args.patch_size,
+        dataset = load_recipe(args.recipe, args.data, seed=args.seed, patch_size=patch_size,
                               task_weights=dict(args.task_weight))
     elif args.task_weight:
         raise SystemExit("--task-weight reweights a recipe's tasks; give --recipe F --data DIR")
     elif args.clean_folder:
-        dataset = noisy_folder(args.clean_folder, patch_size=args.patch_size or 64, seed=args.seed)
+        dataset = noisy_folder(args.clean_folder, patch_size=patch_size or 64, seed=args.seed)
     else:
         raise SystemExit("give the training data: --recipe F --data DIR, or --clean-folder DIR")
-    cfg = dataclass_from_arguments(TrainConfig, args)
     val = validation_patches(dataset, args.val_images)
     for name, path in Trainer(cfg, dataset, val).run().items():
         print(f"{name}: {path}")

@@ -7,6 +7,8 @@
 
 `--objective paper` trains eq. 3-4 as written; `--objective steer` adds the
 wrong-prior and contrast terms (losses.py) in both stages, so R must follow its prior.
+Two of Restormer's training tricks are options of every stage: progressive patch sizes
+(`--patch-schedule`) and an exponential moving average of the weights (`--ema-decay`).
 
 One loop serves every stage: AdamW, linear warm-up then cosine decay to zero,
 checkpoints that resume exactly after a SIGKILL (weights, optimizer, step, RNG;
@@ -16,6 +18,7 @@ MDTA's softmax and the losses stay fp32), and DistributedDataParallel under torc
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -96,6 +99,13 @@ class TrainConfig:
                                             help="weight of the supervised contrastive term clustering priors "
                                                  "by task, in both stages (0: off; default: the objective's)")
     contrast_temperature: float = setting(0.1, help="the contrastive term's temperature")
+    patch_schedule: str | None = setting(None, type=str,
+                                         help="progressive patches within each stage, SIZE:FRACTION of its steps, "
+                                              "e.g. 64:0.5,128:0.5; each step trains on centre crops of the data's "
+                                              "patches, whose size is the largest SIZE (default: the data's size "
+                                              "throughout)")
+    ema_decay: float = setting(0.0, help="validate and save an exponential moving average of each stage's weights "
+                                         "at this decay (0: off, the last weights; Restormer keeps one at 0.999)")
     student_from_teacher: bool = setting(False, help="start R_S from R_T's weights")
     init_from: Path | None = setting(None, type=Path,
                                      help="an earlier run folder, or a folder of exported weights such as assets/: "
@@ -130,6 +140,34 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.contrast_temperature <= 0:
             raise ValueError(f"contrast_temperature must be > 0, got {self.contrast_temperature}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        self.patch_phases()  # a malformed schedule fails here, before any training
+
+    def patch_phases(self) -> list[tuple[int, float]]:
+        """The patch schedule as (size, fraction of the stage's steps), sizes growing; [] when off."""
+        if not self.patch_schedule:
+            return []
+        try:
+            phases = [(int(size), float(fraction)) for size, fraction in
+                      (part.split(":") for part in self.patch_schedule.split(","))]
+        except ValueError:
+            phases = []
+        sizes, fractions = [size for size, _ in phases], [fraction for _, fraction in phases]
+        if (not phases or any(size <= 0 or size % 8 for size in sizes) or sizes != sorted(sizes)
+                or any(f <= 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6):
+            raise ValueError(f"patch_schedule {self.patch_schedule!r}: write SIZE:FRACTION,... with sizes that are "
+                             f"multiples of 8 in growing order and fractions that sum to 1, e.g. 64:0.5,128:0.5")
+        return phases
+
+    def patch_size_at(self, step: int, steps: int) -> int | None:
+        """The patch size of a stage's `step` of `steps` under the schedule (None: the data's)."""
+        reached = 0.0
+        for size, fraction in self.patch_phases():
+            reached += fraction
+            if step < reached * steps:
+                return size
+        return self.patch_phases()[-1][0] if self.patch_schedule else None
 
     def model_config(self) -> ModelConfig:
         return ModelConfig.preset(self.preset, estimator_design=self.estimator_design,
@@ -241,7 +279,48 @@ class Stage:
     steps: int
     weights_file: str
     data_offset: int
-    evaluate: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    evaluate: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]  # (model, degraded, clean)
+
+
+class WeightAverage:
+    """An exponential moving average of a model's weights, the weights a stage validates and
+    saves when `ema_decay` > 0. The decay ramps up as (1 + n) / (10 + n) over the first n
+    updates, so that the average of a short run is not held near its random start."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.model = copy.deepcopy(model).requires_grad_(False).eval()
+        self.decay, self.updates = decay, 0
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for average, current in zip(self.model.state_dict().values(), model.state_dict().values()):
+            if average.dtype.is_floating_point:
+                average.lerp_(current, 1 - decay)
+            else:
+                average.copy_(current)
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.updates = state["updates"]
+
+
+def centre_crop(batch: dict, size: int | None) -> dict:
+    """The batch's images cropped to their central size x size (the data's patches are random
+    crops already, so a centre crop of one is another); `size` None keeps them whole."""
+    height, width = batch["degraded"].shape[-2:]
+    if size is None or (size, size) == (height, width):
+        return batch
+    if size > min(height, width):
+        raise ValueError(f"the patch schedule asks for {size}-px patches but the data's are {height}x{width}; "
+                         f"load the data at the schedule's largest size (train --patch-size {size})")
+    top, left = (height - size) // 2, (width - size) // 2
+    return {k: v[..., top:top + size, left:left + size] if torch.is_tensor(v) and v.dim() == 4 else v
+            for k, v in batch.items()}
 
 
 def _rng_state() -> dict:
@@ -301,7 +380,7 @@ class Trainer:
             return self._with_prior_terms(self._reconstruction(outputs[0], batch["clean"]), outputs, batch)
 
         return Stage("stage1", teacher, loss_fn, self.cfg.stage1_steps, TEACHER_FILE, 0,
-                     lambda deg, clean: teacher(deg, clean)[0])
+                     lambda model, deg, clean: model(deg, clean)[0])
 
     def _stage2(self) -> Stage:
         torch.manual_seed(self.cfg.seed + 1)
@@ -330,7 +409,7 @@ class Trainer:
             return {**losses, "loss": losses["loss"] + align_cfg.weight * align, "align": align}
 
         return Stage("stage2", student, loss_fn, self.cfg.stage2_steps, STUDENT_FILE, STAGE2_DRAWS,
-                     lambda deg, clean: student(deg)[0])
+                     lambda model, deg, clean: model(deg)[0])
 
     def _reconstruction(self, restored: torch.Tensor, clean: torch.Tensor) -> dict[str, torch.Tensor]:
         """L_recon: the L1 of eq. 3, plus the spectrum L1 when frequency_weight > 0."""
@@ -369,17 +448,34 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------
     def _run_stage(self, stage: Stage) -> Path:
-        cfg, device = self.cfg, self.device
-        weights_path = cfg.out_dir / stage.weights_file
+        """Train one stage to its last step (resuming from its checkpoint) and save its weights."""
+        weights_path = self.cfg.out_dir / stage.weights_file
         checkpoint_path = self.checkpoint_dir / f"{stage.name}.pt"
         # channels-last routes the depthwise convs to oneDNN: about 2x faster on CPU
-        model = stage.model.to(device, memory_format=torch.channels_last)
+        model = stage.model.to(self.device, memory_format=torch.channels_last)
         params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999))
-        step = self._resume(stage, checkpoint_path, model, optimizer)
+        optimizer = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay, betas=(0.9, 0.999))
+        average = WeightAverage(model, self.cfg.ema_decay) if self.cfg.ema_decay else None
+        step = self._resume(stage, checkpoint_path, model, optimizer, average)
         if step >= stage.steps and weights_path.is_file():
             return weights_path
+        started = time.perf_counter()
+        precision = self._train(stage, model, optimizer, average, step, checkpoint_path)
+        if self.dist.is_main:
+            info = {"stage": stage.name, "mode": self.cfg.mode, "steps": stage.steps,
+                    "batch_size": self.cfg.batch_size * self.dist.world,
+                    "seconds_this_sitting": round(time.perf_counter() - started, 1), "precision": precision,
+                    "weights": f"moving average, decay {self.cfg.ema_decay}" if average else "last step"}
+            if self.cfg.init_from is not None:
+                info["init_from"] = str(self.cfg.init_from)  # the steps above came on top of that run's
+            save_model(average.model if average else model, weights_path, info=info)
+        self.dist.barrier()
+        return weights_path
 
+    def _train(self, stage: Stage, model: nn.Module, optimizer: torch.optim.Optimizer,
+               average: WeightAverage | None, step: int, checkpoint_path: Path) -> str:
+        """The training loop from `step` to the stage's end; returns the precision it ran at."""
+        cfg, device = self.cfg, self.device
         forward_model = DistributedDataParallel(model) if self.dist.world > 1 else model
         loader = DataLoader(
             self.dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
@@ -395,7 +491,7 @@ class Trainer:
         model.train()
         started = time.perf_counter()
         while step < stage.steps:
-            batch = next(batches)
+            batch = centre_crop(next(batches), cfg.patch_size_at(step, stage.steps))
             batch = {k: v.to(device, memory_format=torch.channels_last, non_blocking=True) if torch.is_tensor(v) else v
                      for k, v in batch.items()}
             for group in optimizer.param_groups:
@@ -405,33 +501,30 @@ class Trainer:
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
             optimizer.step()
+            if average is not None:
+                average.update(model)
             step += 1
             bar.update(1)
             if self.dist.is_main and (step % cfg.log_every == 0 or step == stage.steps):
-                record = {"step": step, "lr": optimizer.param_groups[0]["lr"],
+                record = {"step": step, "lr": optimizer.param_groups[0]["lr"], "patch": batch["degraded"].shape[-1],
                           **{k: round(v.item(), 5) for k, v in losses.items()}, "precision": precision,
                           "seconds": round(time.perf_counter() - started, 2)}
-                self._log(stage, model, record, bar)
+                self._log(stage, average.model if average else model, record, bar)
             if step % cfg.checkpoint_every == 0 or step == stage.steps:
-                self._save_checkpoint(checkpoint_path, model, optimizer, step)
+                self._save_checkpoint(checkpoint_path, model, optimizer, average, step)
         bar.close()
-        if self.dist.is_main:
-            info = {"stage": stage.name, "mode": cfg.mode, "steps": stage.steps,
-                    "batch_size": cfg.batch_size * self.dist.world,
-                    "seconds_this_sitting": round(time.perf_counter() - started, 1), "precision": precision}
-            if cfg.init_from is not None:
-                info["init_from"] = str(cfg.init_from)  # the steps above came on top of that run's
-            save_model(model, weights_path, info=info)
-        self.dist.barrier()
-        return weights_path
+        return precision
 
-    def _resume(self, stage: Stage, checkpoint_path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
-        """The step to go on from: the checkpoint's (model, optimizer and RNG restored), else 0."""
+    def _resume(self, stage: Stage, checkpoint_path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                average: WeightAverage | None) -> int:
+        """The step to go on from: the checkpoint's (model, optimizer, average and RNG restored), else 0."""
         if not checkpoint_path.is_file():
             return 0
         state = torch.load(checkpoint_path, map_location=self.device, weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if average is not None:
+            average.load_state_dict(state["average"])
         _set_rng_state(state["rng"])
         if self.dist.is_main:
             print(f"[{stage.name}] resuming from {checkpoint_path} at step {state['step']}")
@@ -439,7 +532,7 @@ class Trainer:
 
     def _log(self, stage: Stage, model: nn.Module, record: dict, bar: tqdm) -> None:
         """One log line (JSON, in out_dir/STAGE_log.jsonl), with validation PSNR every val_every steps."""
-        bar.set_postfix({k: v for k, v in record.items() if k not in ("step", "lr", "precision", "seconds")})
+        bar.set_postfix({k: v for k, v in record.items() if k not in ("step", "lr", "patch", "precision", "seconds")})
         step = record["step"]
         if self.val_pairs and (step % self.cfg.val_every == 0 or step == stage.steps):
             record["val_psnr"] = self._validate(stage, model)
@@ -447,10 +540,13 @@ class Trainer:
         with (self.cfg.out_dir / f"{stage.name}_log.jsonl").open("a") as log:
             log.write(json.dumps(record) + "\n")
 
-    def _save_checkpoint(self, path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, step: int) -> None:
+    def _save_checkpoint(self, path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                         average: WeightAverage | None, step: int) -> None:
         if self.dist.is_main:
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                      "rng": _rng_state()}
+            if average is not None:
+                state["average"] = average.state_dict()
             tmp = path.with_suffix(".tmp")
             torch.save(state, tmp)
             os.replace(tmp, path)  # atomic: a kill mid-write keeps the previous checkpoint
@@ -458,10 +554,12 @@ class Trainer:
 
     @torch.no_grad()
     def _validate(self, stage: Stage, model: nn.Module) -> float:
+        was_training = model.training
         model.eval()
         scores = []
         for degraded, clean in self.val_pairs:
             deg, cln = to_tensor(degraded).to(self.device), to_tensor(clean).to(self.device)
-            scores.append(psnr(to_float_image(forward_padded(stage.evaluate, deg, cln)), clean))
-        model.train()
+            restored = forward_padded(lambda d, c: stage.evaluate(model, d, c), deg, cln)
+            scores.append(psnr(to_float_image(restored), clean))
+        model.train(was_training)
         return round(float(np.mean(scores)), 3)

@@ -15,13 +15,23 @@ import skimage.data
 import torch
 import torch.multiprocessing as mp
 from PIL import Image
+from torch import nn
 from torch.utils.data import Dataset
 
 from helpers import free_port
 from lupi_core import trainer as trainer_module
 from lupi_core.config import ModelConfig
 from lupi_core.models import build_student
-from lupi_core.trainer import OBJECTIVES, SampleIndices, TrainConfig, Trainer, learning_rate, validation_patches
+from lupi_core.trainer import (
+    OBJECTIVES,
+    SampleIndices,
+    TrainConfig,
+    Trainer,
+    WeightAverage,
+    centre_crop,
+    learning_rate,
+    validation_patches,
+)
 from lupi_core.weights import load_model, model_info
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -323,7 +333,8 @@ def _train_command(clean: Path, out: Path) -> list[str]:
             "--out", str(out), "--mode", "lupi", "--stage1-steps", "12", "--stage2-steps", "4",
             "--batch-size", "2", "--patch-size", "32", "--lr", "1e-3", "--warmup-steps", "2",
             "--checkpoint-every", "2", "--val-images", "0", "--threads", "1", "--no-progress",
-            "--device", "cpu", "--seed", "3", "--precision", "bf16"]  # resume is exact under bf16 autocast
+            "--device", "cpu", "--seed", "3", "--precision", "bf16",  # resume is exact under bf16 autocast
+            "--ema-decay", "0.9", "--patch-schedule", "16:0.5,32:0.5"]  # and with the average and the schedule
 
 
 def _env() -> dict:
@@ -366,6 +377,60 @@ def test_resume_after_sigkill_is_exact(tmp_path):
         _assert_same_tensors(a.state_dict(), b.state_dict())
     assert not torch.equal(load_model(reference_out / "student.safetensors").restorer.output.weight,
                            build_student(TINY).restorer.output.weight)
+
+
+# -- progressive patches and the weight average ----------------------------------------------------
+def test_patch_schedule_splits_each_stage_and_rejects_malformed_schedules(tmp_path):
+    cfg = _config(tmp_path, patch_schedule="64:0.5,128:0.3,192:0.2")
+    assert cfg.patch_phases() == [(64, 0.5), (128, 0.3), (192, 0.2)]
+    assert [cfg.patch_size_at(step, 10) for step in range(10)] == [64] * 5 + [128] * 3 + [192] * 2
+    assert _config(tmp_path).patch_size_at(3, 10) is None
+    for bad in ("64:0.5,128:0.4", "128:0.5,64:0.5", "60:1", "64", "64:x", "64:0,128:1"):
+        with pytest.raises(ValueError, match="patch_schedule"):
+            _config(tmp_path, patch_schedule=bad)
+    with pytest.raises(ValueError, match="ema_decay"):
+        _config(tmp_path, ema_decay=1.0)
+
+
+def test_centre_crop_crops_both_images_alike_and_refuses_to_grow():
+    batch = {"degraded": torch.arange(2 * 3 * 8 * 8.0).reshape(2, 3, 8, 8), "task": ["a", "b"]}
+    batch["clean"] = batch["degraded"] + 1
+    cropped = centre_crop(batch, 4)
+    assert cropped["degraded"].shape == (2, 3, 4, 4) and cropped["task"] == ["a", "b"]
+    assert torch.equal(cropped["degraded"], batch["degraded"][..., 2:6, 2:6])
+    assert torch.equal(cropped["clean"] - 1, cropped["degraded"])
+    assert centre_crop(batch, None) is batch
+    with pytest.raises(ValueError, match="--patch-size 16"):
+        centre_crop(batch, 16)
+
+
+def test_a_patch_schedule_trains_each_phase_at_its_size(tmp_path):
+    cfg = _config(tmp_path, mode="no-privileged", stage2_steps=4, patch_schedule="16:0.5,32:0.5")
+    Trainer(cfg, NoisyPhotos(32)).run()
+    assert [r["patch"] for r in _log(tmp_path / "stage2_log.jsonl")] == [16, 16, 32, 32]
+
+
+def test_weight_average_follows_the_ramped_decay():
+    model = nn.Linear(2, 1)
+    average = WeightAverage(model, decay=0.9)
+    start = model.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    average.update(model)  # decay min(0.9, 2 / 11)
+    expected = start + (1 - 2 / 11) * 1.0
+    assert torch.allclose(average.model.weight, expected)
+    assert not average.model.weight.requires_grad
+
+
+def test_an_averaged_run_saves_the_average_not_the_last_step(tmp_path):
+    cfg = _config(tmp_path, mode="no-privileged", stage2_steps=4, ema_decay=0.99, checkpoint_every=4)
+    Trainer(cfg, NoisyPhotos(16)).run()
+    checkpoint = torch.load(tmp_path / "checkpoints" / "stage2.pt", weights_only=True)
+    saved = load_model(tmp_path / "student.safetensors").state_dict()
+    _assert_same_tensors(saved, checkpoint["average"]["model"])
+    assert checkpoint["average"]["updates"] == 4
+    assert not torch.equal(saved["restorer.output.weight"], checkpoint["model"]["restorer.output.weight"])
+    assert model_info(tmp_path / "student.safetensors")["weights"] == "moving average, decay 0.99"
 
 
 # -- DistributedDataParallel on two CPU processes ---------------------------------------------------
