@@ -99,13 +99,8 @@ def read_recipe(recipe: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any],
         raise ValueError(f"{recipe}: not valid TOML ({error})") from None
 
 
-def load_recipe(recipe: str | Path | Mapping[str, Any], data_root: str | Path, seed: int = 0, patch_size: int | None = None,
-                task_weights: Mapping[str, float] | None = None) -> TaskMixture:
-    """A TaskMixture from a recipe (a path or an already-parsed dict); see the module docstring.
-
-    `patch_size` overrides the recipe's; `task_weights` maps task names to weights that replace
-    the recipe's, for a sitting that leans on one task.
-    """
+def recipe_tasks(recipe: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any], str, list[TaskSpec]]:
+    """A recipe's parsed tables, its name for messages, and its checked [[task]] tables."""
     tables, source = read_recipe(recipe)
     unknown = sorted(set(tables) - RECIPE_KEYS)
     if unknown:
@@ -116,6 +111,17 @@ def load_recipe(recipe: str | Path | Mapping[str, Any], data_root: str | Path, s
         specs = [TaskSpec.from_table(table, k) for k, table in enumerate(tables["task"])]
     except ValueError as error:
         raise ValueError(f"{source}, {error}") from None
+    return tables, source, specs
+
+
+def load_recipe(recipe: str | Path | Mapping[str, Any], data_root: str | Path, seed: int = 0, patch_size: int | None = None,
+                task_weights: Mapping[str, float] | None = None) -> TaskMixture:
+    """A TaskMixture from a recipe (a path or an already-parsed dict); see the module docstring.
+
+    `patch_size` overrides the recipe's; `task_weights` maps task names to weights that replace
+    the recipe's, for a sitting that leans on one task.
+    """
+    tables, source, specs = recipe_tasks(recipe)
     task_weights = dict(task_weights or {})
     unknown = sorted(set(task_weights) - {spec.name for spec in specs})
     if unknown:

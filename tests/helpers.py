@@ -1,22 +1,56 @@
 """Helpers shared by the test modules (not tests themselves).
 
 A tiny model with non-zero Degradation-aware Blocks (so the prior matters) and an
-atlas of two photographs at 64 px, built once per test session; and a running app
-on a free local port.
+atlas of two photographs at 64 px, built once per test session; a running app
+on a free local port; and small generated image folders laid out as a recipe names them.
 """
 from __future__ import annotations
 
 import socket
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
 from lupi_core.atlas import Atlas, Spec, build_atlas, bundled_image
 from lupi_core.config import ModelConfig
 from lupi_core.models import build_student, build_teacher
 from lupi_core.pipeline import Pipeline, load_pretrained
 from lupi_core.weights import save_model
+
+
+def picture(seed, h=40, w=52):
+    """A smooth random colour image: patches of it are all different."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (h // 4 + 1, w // 4 + 1, 3), dtype=np.uint8)
+    return np.asarray(Image.fromarray(small).resize((w, h), Image.BILINEAR))
+
+
+def write(folder, names, seed=0, h=40, w=52, images=None):
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, name in enumerate(names):
+        image = picture(seed + k, h, w) if images is None else images[k]
+        Image.fromarray(image).save(folder / name)
+    return folder
+
+
+def recipe_layout(root: Path, recipe: Path, count: int = 1, inputs_per_target: int = 1) -> Path:
+    """The folders a recipe names under `root`, with `count` images each (k.png); a paired task's
+    input folder gets `inputs_per_target` inputs per target, named k_j.png as SOTS names them."""
+    for entry in tomllib.loads(Path(recipe).read_text())["task"]:
+        if "clean" in entry:
+            write(root / entry["clean"], [f"{k}.png" for k in range(count)])
+            continue
+        write(root / entry["target"], [f"{k}.png" for k in range(count)])
+        if entry["input"] != entry["target"]:
+            write(root / entry["input"], [f"{k}_{j}.png" for k in range(count) for j in range(inputs_per_target)],
+                  seed=100)
+    return root
+
 
 SMALL_SPECS = [Spec("clean"), Spec("noise", sigma=10.0), Spec("noise", sigma=30.0), Spec("noise", sigma=50.0),
                Spec("rain", level=0.5), Spec("haze", level=0.5), Spec("blur", level=0.5), Spec("lowlight", level=0.5),

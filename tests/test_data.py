@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from helpers import picture, recipe_layout, write
 from lupi_core.data import (
     FolderPairs,
     SyntheticPairs,
@@ -21,22 +21,6 @@ from lupi_core.data import (
 from lupi_core.recipes import TaskSpec, load_recipe
 
 RECIPES = Path(__file__).resolve().parent.parent / "train" / "recipes"
-
-
-def picture(seed, h=40, w=52):
-    """A smooth random colour image: patches of it are all different."""
-    rng = np.random.default_rng(seed)
-    small = rng.integers(0, 256, (h // 4 + 1, w // 4 + 1, 3), dtype=np.uint8)
-    return np.asarray(Image.fromarray(small).resize((w, h), Image.BILINEAR))
-
-
-def write(folder, names, seed=0, h=40, w=52, images=None):
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    for k, name in enumerate(names):
-        image = picture(seed + k, h, w) if images is None else images[k]
-        Image.fromarray(image).save(folder / name)
-    return folder
 
 
 def write_pairs(root, input_names, target_names, same=True):
@@ -303,13 +287,7 @@ def test_bad_toml_and_missing_recipe_file(tmp_path):
 def test_shipped_recipes_load_on_a_matching_layout(tmp_path, name):
     """Build the folders each shipped recipe names, with tiny images, and load it."""
     recipe = tomllib.loads((RECIPES / name).read_text())
-    for entry in recipe["task"]:
-        if "clean" in entry:
-            write(tmp_path / entry["clean"], ["1.png"])
-        else:
-            write(tmp_path / entry["input"], ["1_1.png"])
-            write(tmp_path / entry["target"], ["1.png"])
-    mix = load_recipe(RECIPES / name, tmp_path)
+    mix = load_recipe(RECIPES / name, recipe_layout(tmp_path, RECIPES / name))
     assert len(mix.datasets) == len(recipe["task"])
     check_item(mix[0], recipe["patch_size"], mix[0]["task"])
 

@@ -3,6 +3,7 @@
 # every LUPI row trains STEPS steps in Stage 1 and STEPS in Stage 2; the
 # no-privileged row (no Stage 1) trains 2 x STEPS. Each run is then probed on the
 # bundled photographs (python -m lupi_core probe). Runs resume where they stopped.
+# ONLY="name ..." runs those variants alone; THREADS=N passes --threads N.
 #   DATA=/work/shared/data STEPS=400 train/compare_objectives.sh [OUT]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,8 @@ declare -A VARIANTS=(
   [steer-weak]="--db-film-init random --wrong-prior-weight 1.0 --wrong-prior-margin 0.01 --contrast-weight 0.1"
   [steer]="$STEER"
   [steer-l1-from-teacher]="$STEER --align l1 --student-from-teacher"
+  [steer-l1-ema]="$STEER --align l1 --student-from-teacher --ema-decay 0.99"
+  [steer-l1-progressive]="$STEER --align l1 --student-from-teacher --patch-schedule 32:0.5,64:0.5"
   [wrong-prior-only]="--db-film-init random --wrong-prior-weight 1.0 --wrong-prior-margin 0.05"
   [contrast-only]="--db-film-init random --contrast-weight 1.0"
   [residual]="--estimator-input residual"
@@ -26,13 +29,18 @@ declare -A VARIANTS=(
   [no-privileged]="--mode no-privileged"
 )
 # Rows run with three seeds; the others (component checks) with seed 0 only.
-SEEDED="paper random-film steer-weak steer steer-l1-from-teacher residual no-privileged"
+SEEDED="paper random-film steer-weak steer steer-l1-from-teacher steer-l1-ema steer-l1-progressive residual no-privileged"
 ONCE="wrong-prior-only contrast-only l1-from-teacher mse-from-teacher"
 runs=()
 for seed in 0 1 2; do
   for name in $SEEDED; do runs+=("$name:$seed"); done
 done
 for name in $ONCE; do runs+=("$name:0"); done
+if [[ -n ${ONLY:-} ]]; then
+  kept=()
+  for entry in "${runs[@]}"; do [[ " $ONLY " == *" ${entry%:*} "* ]] && kept+=("$entry"); done
+  runs=("${kept[@]}")
+fi
 for entry in "${runs[@]}"; do
     name=${entry%:*} seed=${entry#*:}
     run="$OUT/$name-seed$seed"
@@ -40,7 +48,8 @@ for entry in "${runs[@]}"; do
     [[ $name == no-privileged ]] && steps=(--stage1-steps 0 --stage2-steps $((2 * STEPS)))
     # shellcheck disable=SC2086
     $PY -m lupi_core train --recipe train/recipes/lupi-small.toml --data "$DATA" --out "$run" --preset tiny \
-      "${steps[@]}" --batch-size 8 --val-images 0 --no-progress --seed "$seed" ${VARIANTS[$name]} > "$run.log" 2>&1
+      "${steps[@]}" --batch-size 8 --val-images 0 --no-progress --seed "$seed" ${THREADS:+--threads $THREADS} \
+      ${VARIANTS[$name]} > "$run.log" 2>&1
     teacher=()
     [[ -f $run/teacher.safetensors ]] && teacher=(--teacher "$run/teacher.safetensors")
     [[ -f $run/probe.json ]] || $PY -m lupi_core probe --checkpoint "$run/student.safetensors" "${teacher[@]}" \

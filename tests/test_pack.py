@@ -1,0 +1,59 @@
+"""`pack`: the size-capped training-data subset for the GPU machine, and the default recipe's
+one command (train/train_default.sh) end to end at the tiny preset, on generated folders."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import recipe_layout
+from lupi_core.data import pair_folders
+from lupi_core.pack import pack, subset
+from lupi_core.recipes import load_recipe, recipe_tasks
+
+ROOT = Path(__file__).resolve().parent.parent
+RECIPE = ROOT / "train" / "recipes" / "lupi-small-clean.toml"
+
+
+@pytest.fixture
+def layout(tmp_path):
+    return recipe_layout(tmp_path / "data", RECIPE, count=10, inputs_per_target=4)
+
+
+def _size(root: Path, files) -> int:
+    return sum((root / f).stat().st_size for f in files)
+
+
+def test_a_pack_fits_its_budget_keeps_every_task_and_copies_bytes_unchanged(layout, tmp_path):
+    budget = _size(layout, subset(RECIPE, layout, 1.0)) // 3
+    fraction, files = pack(RECIPE, layout, tmp_path / "packed", budget)
+    packed = tmp_path / "packed"
+    assert 0.1 < fraction < 0.5
+    assert _size(packed, files) <= budget < _size(layout, subset(RECIPE, layout, fraction + 0.05))
+    assert all((packed / f).read_bytes() == (layout / f).read_bytes() for f in files)
+    _, _, specs = recipe_tasks(RECIPE)
+    for spec in specs:
+        if not spec.synthetic and spec.input != spec.target:
+            pairs = pair_folders(packed / spec.input, packed / spec.target)  # every input finds its target
+            scenes = {target for _, target in pairs}
+            assert len(pairs) == len(scenes) * 2, spec.name  # ceil(fraction x 4) of each scene's 4 inputs
+    assert len(load_recipe(RECIPE, packed).datasets) == len(specs)
+
+
+def test_a_budget_below_one_image_a_folder_is_refused(layout, tmp_path):
+    with pytest.raises(ValueError, match="--max-mib"):
+        pack(RECIPE, layout, tmp_path / "packed", 1000)
+
+
+def test_the_default_recipe_trains_both_stages_in_one_command(layout, tmp_path):
+    run = tmp_path / "run"
+    tiny = ["--preset", "tiny", "--stage1-steps", "2", "--stage2-steps", "2", "--batch-size", "2",
+            "--warmup-steps", "1", "--val-images", "0", "--threads", "1", "--no-progress", "--device", "cpu"]
+    result = subprocess.run(["bash", "train/train_default.sh", str(layout), str(run), *tiny], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600, env={"PY": sys.executable, "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = (run / "train_config.json").read_text()
+    for setting in ('"objective": "steer"', '"form": "l1"', '"student_from_teacher": true', '"ema_decay": 0.999',
+                    '"patch_schedule": "64:0.5,128:0.5"'):
+        assert setting in config
+    assert (run / "teacher.safetensors").is_file() and (run / "student.safetensors").is_file()
