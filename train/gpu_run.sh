@@ -8,15 +8,16 @@
 #   3. here:        python -m lupi_core evaluate --benchmark 5task --checkpoint FILES/lupi-gpu-student.safetensors
 #                   python -m lupi_core probe --checkpoint FILES/lupi-gpu-student.safetensors \
 #                     --teacher FILES/lupi-gpu-teacher.safetensors
-# The half-precision weights, the logs and the config come back under $OUT.
+# The half-precision weights, the logs and the config come back under $OUT. Flags given to
+# this script win over its own (a CPU check of the plumbing: --device cpu --preset tiny ...).
 set -euo pipefail
 : "${OUT:?run this on the device machine, where OUT names the folder that comes back}"
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 PY=${PY:-python3}
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || echo "no nvidia-smi"
 SECONDS=0
 bash train/train_default.sh runs/gpu-data runs/gpu --device cuda --workers 12 --batch-size 32 --lr 6e-4 \
   --stage1-steps "${STAGE1_STEPS:-2000}" --stage2-steps "${STAGE2_STEPS:-3000}" \
-  --checkpoint-every 500 --val-every 1000 --log-every 50 --no-progress
+  --checkpoint-every 500 --val-every 1000 --log-every 50 --no-progress "$@"
 echo "trained in ${SECONDS} s"
 $PY -m lupi_core export runs/gpu --out "$OUT" --name lupi-gpu
 cp runs/gpu/train_config.json runs/gpu/stage1_log.jsonl runs/gpu/stage2_log.jsonl "$OUT"/
