@@ -53,7 +53,7 @@ def test_the_default_recipe_trains_both_stages_in_one_command(layout, tmp_path):
                             capture_output=True, text=True, timeout=600, env={"PY": sys.executable, "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr[-3000:]
     config = (run / "train_config.json").read_text()
-    for setting in ('"objective": "steer"', '"form": "l1"', '"student_from_teacher": true', '"ema_decay": 0.999',
+    for setting in ('"objective": "steer"', '"form": "l1"', '"student_from_teacher": true', '"ema_decay": 0.0',
                     '"patch_schedule": "64:0.5,128:0.5"'):
         assert setting in config
     assert (run / "teacher.safetensors").is_file() and (run / "student.safetensors").is_file()
