@@ -42,10 +42,11 @@ from .paper import ABLATION
 from .settings import add_dataclass_arguments, dataclass_from_arguments, setting
 from .trainer import TrainConfig, Trainer
 
+# Each variant's TrainConfig fields; the others keep TrainConfig's defaults.
 VARIANTS = {
     "lupi-siamese": {"mode": "lupi", "estimator_design": "siamese"},
     # the best variant of docs/results/objectives-tiny: the steer objective, L1 alignment, R_S from R_T
-    "lupi-steer": {"mode": "lupi", "estimator_design": "siamese", "objective": "steer", "align": "l1",
+    "lupi-steer": {"mode": "lupi", "estimator_design": "siamese", "objective": "steer", "align": AlignConfig(form="l1"),
                    "student_from_teacher": True},
     "no-privileged": {"mode": "no-privileged"},
     "no-privileged-steer": {"mode": "no-privileged", "objective": "steer"},
@@ -112,10 +113,7 @@ def _train_config(settings: AblationSettings, variant: str, seed: int) -> TrainC
     spec = VARIANTS[variant]
     stage2 = settings.steps if spec["mode"] == "lupi" else settings.single_stage_steps()
     return TrainConfig(
-        out_dir=settings.out / f"{variant}-seed{seed}", preset=settings.preset,
-        estimator_design=spec.get("estimator_design", "siamese"), mode=spec["mode"],
-        objective=spec.get("objective", "paper"), align=AlignConfig(form=spec.get("align", "kl")),
-        student_from_teacher=spec.get("student_from_teacher", False),
+        out_dir=settings.out / f"{variant}-seed{seed}", preset=settings.preset, **spec,
         stage1_steps=settings.steps if spec["mode"] == "lupi" else 0, stage2_steps=stage2,
         batch_size=settings.batch_size, lr=settings.lr, warmup_steps=settings.warmup_steps, seed=seed,
         device=settings.device, progress=settings.progress)
