@@ -280,11 +280,11 @@ def launch_options(host: str = "127.0.0.1", port: int = 7860) -> dict[str, Any]:
 
 
 def load_defaults(checkpoint: str | Path | None, teacher: str | Path | None, atlas_path: str | Path | None,
-                  device: str = "auto") -> tuple[Pipeline, Atlas | None]:
+                  device: str = "auto", precision: str = "auto") -> tuple[Pipeline, Atlas | None]:
     """The shipped model and atlas (or the given files), with a clear error when missing."""
     from lupi_core.pipeline import load_pretrained
 
-    pipeline = load_pretrained(checkpoint, teacher=teacher, device=device)
+    pipeline = load_pretrained(checkpoint, teacher=teacher, device=device, precision=precision)
     explicit = atlas_path is not None
     atlas_path = Path(atlas_path) if explicit else DEFAULT_ATLAS
     try:
@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         apply_runtime(args)
-        pipeline, atlas = load_defaults(args.checkpoint, args.teacher, args.atlas, args.device)
+        pipeline, atlas = load_defaults(args.checkpoint, args.teacher, args.atlas, args.device, args.precision)
     except (WeightsError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}\nStart the app on other weights with: python -m demo.app --checkpoint STUDENT "
               f"[--teacher TEACHER] [--atlas ATLAS]", file=sys.stderr)

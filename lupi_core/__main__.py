@@ -67,7 +67,8 @@ def run_restore(args: argparse.Namespace) -> int:
     if not files:
         print("no images found in the given inputs", file=sys.stderr)
         return 2
-    pipeline = load_pretrained(args.checkpoint, device=args.device, tile=args.tile, tile_refine=args.tile_refine)
+    pipeline = load_pretrained(args.checkpoint, device=args.device, tile=args.tile, tile_refine=args.tile_refine,
+                               precision=args.precision)
     failures = 0
     for path in tqdm(files, desc="restoring", unit="image", disable=not args.progress):
         try:

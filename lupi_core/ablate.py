@@ -90,6 +90,7 @@ class AblationSettings:
     data: str = ""  # the evaluation data folder (its test/ tree)
     training_data: str = ""  # what the runs train on, in words (recipe or clean folder)
     device: str = "cpu"
+    precision: str = "auto"
     progress: bool = True
     command: str = ""
 
@@ -116,7 +117,7 @@ def _train_config(settings: AblationSettings, variant: str, seed: int) -> TrainC
         out_dir=settings.out / f"{variant}-seed{seed}", preset=settings.preset, **spec,
         stage1_steps=settings.steps if spec["mode"] == "lupi" else 0, stage2_steps=stage2,
         batch_size=settings.batch_size, lr=settings.lr, warmup_steps=settings.warmup_steps, seed=seed,
-        device=settings.device, progress=settings.progress)
+        device=settings.device, precision=settings.precision, progress=settings.progress)
 
 
 def train_and_score(settings: AblationSettings, variant: str, seed: int, make_dataset: Callable[[int], object],
@@ -124,7 +125,7 @@ def train_and_score(settings: AblationSettings, variant: str, seed: int, make_da
     """Train one run (resuming) and score its student; a cached score of the same weights is reused."""
     from . import probe
     from .evaluate import EVAL_TILE, evaluate_benchmark
-    from .hardware import resolve_device
+    from .hardware import autocast_dtype, resolve_device
     from .images import bundled_images
     from .pipeline import load_pretrained
 
@@ -132,13 +133,15 @@ def train_and_score(settings: AblationSettings, variant: str, seed: int, make_da
     student = Trainer(cfg, make_dataset(seed)).run()["student"]  # a finished run returns at once
     stat = student.stat()
     key = {"benchmark": settings.benchmark, "limit": settings.limit, "data": str(data_dir),
-           "weights": [stat.st_size, stat.st_mtime_ns], "probed": True}
+           "weights": [stat.st_size, stat.st_mtime_ns], "probed": True,
+           "restorer_dtype": str(autocast_dtype(settings.precision, resolve_device(settings.device)))}
     cache = cfg.out_dir / f"score-{settings.benchmark}-limit{settings.limit or 'all'}.json"
     if cache.is_file():
         cached = json.loads(cache.read_text())
         if cached["key"] == key:
             return cached["score"]
-    pipeline = load_pretrained(student, device=resolve_device(settings.device), tile=EVAL_TILE)
+    pipeline = load_pretrained(student, device=resolve_device(settings.device), tile=EVAL_TILE,
+                               precision=settings.precision)
     results = evaluate_benchmark(pipeline, data_dir, settings.benchmark, settings.limit, progress=settings.progress,
                                  references=False)
     model_row = next(row for row in results["rows"] if row["key"] == "model")
@@ -217,7 +220,7 @@ def run_ablation(settings: AblationSettings, make_dataset: Callable[[int], objec
     return summary
 
 
-_NOT_FLAGS = ("seeds", "tables", "data", "training_data", "device", "progress", "command")
+_NOT_FLAGS = ("seeds", "tables", "data", "training_data", "device", "precision", "progress", "command")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -278,7 +278,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from .pipeline import load_pretrained
 
-    pipeline = load_pretrained(args.checkpoint, device=args.device, tile=args.tile)
+    pipeline = load_pretrained(args.checkpoint, device=args.device, tile=args.tile, precision=args.precision)
     try:
         results = evaluate_benchmark(pipeline, args.data, args.benchmark, args.limit, progress=args.progress)
     except (FileNotFoundError, ValueError) as error:  # a missing folder or an unpaired image

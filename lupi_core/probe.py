@@ -199,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
 
     images = (folder_images(args.data, args.max_images, args.size) if args.data is not None
               else bundled_images(size=args.size))
-    pipeline = load_pretrained(args.checkpoint, teacher=args.teacher, device=args.device)
+    pipeline = load_pretrained(args.checkpoint, teacher=args.teacher, device=args.device, precision=args.precision)
 
     def log(text: str) -> None:
         if args.progress:

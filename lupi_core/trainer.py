@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from .config import DB_FILM_INITS, ESTIMATOR_DESIGNS, ESTIMATOR_INPUTS, PRESETS, ModelConfig
 from .data import HELD_OUT_DRAWS, STAGE2_DRAWS
-from .hardware import cpu_has_bf16, keep_freed_memory, resolve_device
+from .hardware import PRECISIONS, autocast_dtype, keep_freed_memory, resolve_device
 from .images import quantize, to_float_image, to_tensor
 from .losses import AlignConfig, alignment_loss, frequency_loss, prior_contrast_loss, reconstruction_loss, wrong_prior_loss
 from .metrics import psnr
@@ -48,7 +48,6 @@ from .tiling import forward_padded
 from .weights import exported_name, load_model, save_model
 
 MODES = ("lupi", "no-privileged", "no-predictor")
-PRECISIONS = ("auto", "bf16", "fp32")
 TEACHER_FILE, STUDENT_FILE = "teacher.safetensors", "student.safetensors"
 
 
@@ -254,15 +253,6 @@ class Distributed:
     def barrier(self) -> None:
         if self.world > 1:
             dist.barrier()
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype a run uses (None: fp32 throughout)."""
-    if precision == "fp32":
-        return None
-    if precision == "bf16" or device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16()):
-        return torch.bfloat16
-    return None
 
 
 # -- one stage ---------------------------------------------------------------------------------

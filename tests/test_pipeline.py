@@ -336,3 +336,26 @@ def test_an_atlas_of_another_predictor_is_refused(tmp_path_factory):
     other = build_student(TINY)  # fresh weights: another D_S
     with pytest.raises(ValueError, match="another predictor"):
         Pipeline(other).use_atlas(Atlas.load(atlas_path))
+
+
+# -- precision -----------------------------------------------------------------------------------
+def test_auto_precision_is_bf16_only_where_the_processor_has_it(monkeypatch):
+    from lupi_core import hardware
+
+    cpu = torch.device("cpu")
+    for native in (True, False):
+        monkeypatch.setattr(hardware, "cpu_has_bf16", lambda native=native: native)
+        assert hardware.autocast_dtype("auto", cpu) == (torch.bfloat16 if native else None)
+    assert hardware.autocast_dtype("bf16", cpu) == torch.bfloat16
+    assert hardware.autocast_dtype("fp32", torch.device("cuda")) is None
+    with pytest.raises(ValueError, match="precision"):
+        hardware.autocast_dtype("fp16", cpu)
+
+
+def test_a_bf16_restorer_stays_close_to_fp32_and_leaves_the_prior_alone(student, photo):
+    crop = photo[:128, :128]
+    bf16, fp32 = Pipeline(student, precision="bf16"), Pipeline(student, precision="fp32")
+    fast, exact = bf16.restore_float(crop), fp32.restore_float(crop)
+    assert fast.dtype == np.float32 and not np.array_equal(fast, exact)  # the restorer did run in bf16
+    assert psnr(fast, exact) > 40.0
+    np.testing.assert_array_equal(bf16.prior(crop), fp32.prior(crop))  # D_S stays fp32
