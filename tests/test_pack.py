@@ -1,5 +1,6 @@
-"""`pack`: the size-capped training-data subset for the GPU machine, and the default recipe's
-one command (train/train_default.sh) end to end at the tiny preset, on generated folders."""
+"""`pack`: the size-capped training-data subset for the GPU machine, the default recipe's one
+command (train/train_default.sh) and its GPU call (train/gpu_run.sh, here on the CPU) end to end
+at the tiny preset, on generated folders."""
 import subprocess
 import sys
 from pathlib import Path
@@ -45,15 +46,31 @@ def test_a_budget_below_one_image_a_folder_is_refused(layout, tmp_path):
         pack(RECIPE, layout, tmp_path / "packed", 1000)
 
 
+TINY = ["--preset", "tiny", "--stage1-steps", "2", "--stage2-steps", "2", "--batch-size", "2",
+        "--warmup-steps", "1", "--val-images", "0", "--threads", "1", "--no-progress", "--device", "cpu"]
+
+
+def _script(name: str, *args: str, **env: str) -> None:
+    result = subprocess.run(["bash", f"train/{name}", *args], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                            env={"PY": sys.executable, "PATH": "/usr/bin:/bin", **env})
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
 def test_the_default_recipe_trains_both_stages_in_one_command(layout, tmp_path):
     run = tmp_path / "run"
-    tiny = ["--preset", "tiny", "--stage1-steps", "2", "--stage2-steps", "2", "--batch-size", "2",
-            "--warmup-steps", "1", "--val-images", "0", "--threads", "1", "--no-progress", "--device", "cpu"]
-    result = subprocess.run(["bash", "train/train_default.sh", str(layout), str(run), *tiny], cwd=ROOT,
-                            capture_output=True, text=True, timeout=600, env={"PY": sys.executable, "PATH": "/usr/bin:/bin"})
-    assert result.returncode == 0, result.stderr[-3000:]
+    _script("train_default.sh", str(layout), str(run), *TINY)
     config = (run / "train_config.json").read_text()
     for setting in ('"objective": "steer"', '"form": "l1"', '"student_from_teacher": true', '"ema_decay": 0.0',
                     '"patch_schedule": "64:0.5,128:0.5"'):
         assert setting in config
     assert (run / "teacher.safetensors").is_file() and (run / "student.safetensors").is_file()
+
+
+def test_the_gpu_call_brings_back_half_precision_weights_logs_and_config(layout, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    _script("gpu_run.sh", *TINY, "--workers", "0", OUT=str(out), DATA=str(layout), RUN=str(tmp_path / "run"))
+    assert sorted(p.name for p in out.iterdir()) == [
+        "lupi-gpu-student.safetensors", "lupi-gpu-teacher.safetensors", "stage1_log.jsonl", "stage2_log.jsonl",
+        "train_config.json"]
+    assert '"batch_size": 2' in (out / "train_config.json").read_text()  # the flags given win

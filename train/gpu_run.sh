@@ -9,15 +9,18 @@
 #                   python -m lupi_core probe --checkpoint FILES/lupi-gpu-student.safetensors \
 #                     --teacher FILES/lupi-gpu-teacher.safetensors
 # The half-precision weights, the logs and the config come back under $OUT. Flags given to
-# this script win over its own (a CPU check of the plumbing: --device cpu --preset tiny ...).
+# this script win over its own (a CPU check of the plumbing: --device cpu --preset tiny ...);
+# DATA and RUN move the data and the run folder.
 set -euo pipefail
 : "${OUT:?run this on the device machine, where OUT names the folder that comes back}"
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 PY=${PY:-python3}
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || echo "no nvidia-smi"
+data=${DATA:-runs/gpu-data}
+run=${RUN:-runs/gpu}
 SECONDS=0
-bash train/train_default.sh runs/gpu-data runs/gpu --device cuda --workers 12 --batch-size 32 --lr 6e-4 \
+bash train/train_default.sh "$data" "$run" --device cuda --workers 12 --batch-size 32 --lr 6e-4 \
   --stage1-steps "${STAGE1_STEPS:-2000}" --stage2-steps "${STAGE2_STEPS:-3000}" \
   --checkpoint-every 500 --val-every 1000 --log-every 50 --no-progress "$@"
 echo "trained in ${SECONDS} s"
-$PY -m lupi_core export runs/gpu --out "$OUT" --name lupi-gpu
-cp runs/gpu/train_config.json runs/gpu/stage1_log.jsonl runs/gpu/stage2_log.jsonl "$OUT"/
+$PY -m lupi_core export "$run" --out "$OUT" --name lupi-gpu
+cp "$run/train_config.json" "$run/stage1_log.jsonl" "$run/stage2_log.jsonl" "$OUT"/
