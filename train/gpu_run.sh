@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The default recipe (train/train_default.sh) on a lent GPU, in one `device` call of under
-# 9 minutes: 4x the batch at 1.5x the learning rate, the steps below. The product never
-# depends on it; the same recipe trains on a CPU.
+# 9 minutes: 4x the batch at 1.5x the learning rate. The steps are sized to TRAIN_SECONDS
+# (default 380) from 30 timed Stage-1 steps, unless STAGE1_STEPS and STAGE2_STEPS are given.
+# The product never depends on it; the same recipe trains on a CPU.
 #   1. here, once:  python -m lupi_core pack train/recipes/lupi-small-clean.toml DATA runs/gpu-data
 #      (a 30 MiB subset of the training folders: the call carries 64 MiB with the repository)
 #   2. the call:    run(command="bash train/gpu_run.sh", carry=["runs/gpu-data"], timeout_s=570)
@@ -17,9 +18,20 @@ export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 PY=${PY:-python3}
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || echo "no nvidia-smi"
 data=${DATA:-runs/gpu-data}
 run=${RUN:-runs/gpu}
+gpu=(--device cuda --workers 12 --batch-size 32 --lr 6e-4)
 SECONDS=0
-bash train/train_default.sh "$data" "$run" --device cuda --workers 12 --batch-size 32 --lr 6e-4 \
-  --stage1-steps "${STAGE1_STEPS:-2000}" --stage2-steps "${STAGE2_STEPS:-3000}" \
+if [[ -z ${STAGE1_STEPS:-} || -z ${STAGE2_STEPS:-} ]]; then
+  bash train/train_default.sh "$data" "$run-timing" "${gpu[@]}" --stage1-steps 30 --stage2-steps 0 \
+    --patch-schedule 128:1 --val-images 0 --log-every 10 --no-progress "$@"
+  # seconds a 128-px Stage-1 step (warm-up included); a Stage-2 step costs about 1.3 of them, a
+  # 64-px step (each stage's first half) under half of one, and Stage 2 gets 1.5x Stage 1's steps
+  step=$($PY -c 'import json, sys; r = json.loads(open(sys.argv[1]).readlines()[-1]); print(r["seconds"] / r["step"])' \
+    "$run-timing/stage1_log.jsonl")
+  STAGE1_STEPS=$($PY -c "print(max(1, int(${TRAIN_SECONDS:-380} / ($step * 0.75 * (1 + 1.5 * 1.3)))))")
+  STAGE2_STEPS=$((STAGE1_STEPS * 3 / 2))
+  echo "timed ${step} s a step: ${STAGE1_STEPS} + ${STAGE2_STEPS} steps"
+fi
+bash train/train_default.sh "$data" "$run" "${gpu[@]}" --stage1-steps "$STAGE1_STEPS" --stage2-steps "$STAGE2_STEPS" \
   --checkpoint-every 500 --val-every 1000 --log-every 50 --no-progress "$@"
 echo "trained in ${SECONDS} s"
 $PY -m lupi_core export "$run" --out "$OUT" --name lupi-gpu
