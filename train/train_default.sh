@@ -13,6 +13,6 @@ shift $(($# < 2 ? $# : 2))
 ${PY:-python} -m lupi_core train \
   --recipe train/recipes/lupi-small-clean.toml --data "$data" --out "$run" \
   --preset small --objective steer --align l1 --student-from-teacher \
-  --stage1-steps 2000 --stage2-steps 3000 --batch-size 8 --lr 4e-4 --warmup-steps 100 \
+  --stage1-steps 2000 --stage2-steps 2000 --batch-size 8 --lr 4e-4 --warmup-steps 100 \
   --patch-schedule 64:0.5,128:0.5 \
   --checkpoint-every 50 --val-every 400 --val-images 16 "$@"
