@@ -14,7 +14,9 @@ Four measurements on a set of clean images, each degraded by every kind of
   swing ||d(max) - d(0)|| / mean ||d|| of the image-averaged prior.
 - *kinds*: leave-one-out 1-nearest-neighbour kind accuracy and the silhouette of
   standardised d_S (z-scored per dimension, the std floored at 0.1 x its median,
-  as the atlas does) over the five kinds at three levels each (chance: 0.2).
+  as the atlas does) over the five kinds at three levels each (chance: 0.2); the
+  confusion of true kind against the nearest neighbour's, and the share of errors
+  whose nearest neighbour is the same photograph (a prior that still carries content).
 - *alignment*: the cosine of centred d_S and d_T (each minus its mean over the
   samples) and the ratio of their centred norms (d_S / d_T): how much of d_T's
   variation the student reproduces, and at what scale.
@@ -108,22 +110,28 @@ def _spearman(x: list[float], y: np.ndarray) -> float:
 
 
 def kinds(pipeline: Pipeline, images: dict[str, np.ndarray], seed: int = 0) -> dict:
-    """The kinds block: leave-one-out 1-NN accuracy and silhouette of standardised d_S."""
-    labels, priors = [], []
+    """The kinds block: leave-one-out 1-NN accuracy, confusion and silhouette of standardised d_S."""
+    labels, photos, priors = [], [], []
     for i, clean in enumerate(images.values()):
         for kind in KINDS:
             for level in KIND_LEVELS:
                 labels.append(kind)
+                photos.append(i)
                 priors.append(pipeline.prior(degraded(clean, kind, level, seed + 100 + i)))
     z = np.stack(priors)
     std = z.std(axis=0)  # floored as the atlas does, so near-constant dimensions are not blown up
     z = (z - z.mean(axis=0)) / (np.maximum(std, 0.1 * np.median(std)) + 1e-8)
     distances = np.linalg.norm(z[:, None] - z[None], axis=-1)
     np.fill_diagonal(distances, np.inf)
-    labels_arr = np.array(labels)
-    accuracy = float(np.mean(labels_arr[distances.argmin(axis=1)] == labels_arr))
-    return {"loo_1nn_accuracy": accuracy, "silhouette": float(silhouette_score(z, labels_arr)),
-            "samples": len(labels), "chance": 1 / len(KINDS)}
+    labels_arr, photos_arr = np.array(labels), np.array(photos)
+    nearest = distances.argmin(axis=1)
+    wrong = labels_arr[nearest] != labels_arr
+    confusion = {kind: {other: int(np.sum((labels_arr == kind) & (labels_arr[nearest] == other))) for other in KINDS}
+                 for kind in KINDS}
+    same_photo = float(np.mean(photos_arr[nearest][wrong] == photos_arr[wrong])) if wrong.any() else 0.0
+    return {"loo_1nn_accuracy": float(np.mean(~wrong)), "silhouette": float(silhouette_score(z, labels_arr)),
+            "samples": len(labels), "chance": 1 / len(KINDS), "confusion": confusion,
+            "errors_same_photo": same_photo}
 
 
 def alignment(pipeline: Pipeline, images: dict[str, np.ndarray], seed: int = 0) -> dict | None:
@@ -172,6 +180,10 @@ def report(result: dict) -> str:
     k = result["kinds"]
     lines.append(f"kinds: leave-one-out 1-NN accuracy {k['loo_1nn_accuracy']:.2f} (chance {k['chance']:.2f}), "
                  f"silhouette {k['silhouette']:.2f}, {k['samples']} samples")
+    lines.append(f"  confusion, rows the true kind, columns the nearest neighbour's; "
+                 f"errors whose neighbour is the same photograph: {k['errors_same_photo']:.0%}")
+    lines.append("  " + " " * 9 + "".join(f"{kind:>9}" for kind in KINDS))
+    lines += [f"  {kind:<9}" + "".join(f"{n:9d}" for n in row.values()) for kind, row in k["confusion"].items()]
     a = result["alignment"]
     lines.append("alignment: no teacher loaded" if a is None else
                  f"alignment: centred cosine(d_S, d_T) {a['centred_cosine']:.2f}, "

@@ -71,7 +71,23 @@ def test_kinds_accuracy_is_one_for_a_prior_that_names_the_kind(pipeline, images,
     monkeypatch.setattr(pipeline, "prior", lambda image: np.eye(512, dtype=np.float32)[int(image[0, 0, 0])])
     result = probe_module.kinds(pipeline, images)
     assert result["loo_1nn_accuracy"] == 1.0 and result["silhouette"] > 0.9
+    per_kind = len(images) * len(probe_module.KIND_LEVELS)
+    assert result["confusion"] == {k: {o: per_kind * (o == k) for o in kinds} for k in kinds}
     rng = np.random.default_rng(0)
     monkeypatch.setattr(pipeline, "prior", lambda image: rng.normal(size=512).astype(np.float32))
     blind = probe_module.kinds(pipeline, images)  # a prior that ignores the image: about chance
     assert blind["loo_1nn_accuracy"] < 0.6 and blind["silhouette"] < 0.1
+
+
+def test_kinds_errors_name_a_prior_that_reads_the_photograph(pipeline, images, monkeypatch):
+    """A prior that encodes which photograph it sees, not the kind, errs with the same photograph's samples."""
+    def fake_degraded(clean, kind, level, seed):
+        return np.full((8, 8, 3), seed - 100, np.uint8)  # kinds() seeds photograph i with 100 + i
+    monkeypatch.setattr(probe_module, "degraded", fake_degraded)
+    rng = np.random.default_rng(0)
+    codes = rng.normal(size=(len(images), 512)).astype(np.float32)  # one code per photograph, in every dimension
+    monkeypatch.setattr(pipeline, "prior", lambda image: codes[int(image[0, 0, 0])]
+                        + 0.01 * rng.normal(size=512).astype(np.float32))
+    result = probe_module.kinds(pipeline, images)
+    assert result["loo_1nn_accuracy"] < 0.5 and result["errors_same_photo"] == 1.0
+    assert sum(sum(row.values()) for row in result["confusion"].values()) == result["samples"]
