@@ -450,7 +450,7 @@ class Trainer:
         if step >= stage.steps and weights_path.is_file():
             return weights_path
         started = time.perf_counter()
-        precision = self._train(stage, model, optimizer, average, step, checkpoint_path)
+        precision = self._train(stage, model, optimizer, average, step, checkpoint_path, self._trim_log(stage, step))
         if self.dist.is_main:
             info = {"stage": stage.name, "mode": self.cfg.mode, "steps": stage.steps,
                     "batch_size": self.cfg.batch_size * self.dist.world,
@@ -463,8 +463,9 @@ class Trainer:
         return weights_path
 
     def _train(self, stage: Stage, model: nn.Module, optimizer: torch.optim.Optimizer,
-               average: WeightAverage | None, step: int, checkpoint_path: Path) -> str:
-        """The training loop from `step` to the stage's end; returns the precision it ran at."""
+               average: WeightAverage | None, step: int, checkpoint_path: Path, elapsed: float) -> str:
+        """The training loop from `step` to the stage's end, `elapsed` seconds of earlier sittings in;
+        returns the precision it ran at."""
         cfg, device = self.cfg, self.device
         forward_model = DistributedDataParallel(model) if self.dist.world > 1 else model
         loader = DataLoader(
@@ -479,7 +480,7 @@ class Trainer:
         bar = tqdm(total=stage.steps, initial=step, desc=stage.name, disable=not (cfg.progress and self.dist.is_main),
                    dynamic_ncols=True)
         model.train()
-        started = time.perf_counter()
+        started = time.perf_counter() - elapsed
         while step < stage.steps:
             batch = centre_crop(next(batches), cfg.patch_size_at(step, stage.steps))
             batch = {k: v.to(device, memory_format=torch.channels_last, non_blocking=True) if torch.is_tensor(v) else v
@@ -519,6 +520,16 @@ class Trainer:
         if self.dist.is_main:
             print(f"[{stage.name}] resuming from {checkpoint_path} at step {state['step']}")
         return state["step"]
+
+    def _trim_log(self, stage: Stage, step: int) -> float:
+        """Drop the log lines past `step`, which a resumed run computes again, and return the
+        wall seconds the kept lines had reached (the log's `seconds` run on across sittings)."""
+        path = self.cfg.out_dir / f"{stage.name}_log.jsonl"
+        if not self.dist.is_main or not path.is_file():
+            return 0.0
+        kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        path.write_text("".join(line + "\n" for line in kept))
+        return json.loads(kept[-1])["seconds"] if kept else 0.0
 
     def _log(self, stage: Stage, model: nn.Module, record: dict, bar: tqdm) -> None:
         """One log line (JSON, in out_dir/STAGE_log.jsonl), with validation PSNR every val_every steps."""

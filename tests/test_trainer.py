@@ -332,7 +332,7 @@ def _train_command(clean: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "lupi_core", "train", "--preset", "tiny", "--clean-folder", str(clean),
             "--out", str(out), "--mode", "lupi", "--stage1-steps", "12", "--stage2-steps", "4",
             "--batch-size", "2", "--patch-size", "32", "--lr", "1e-3", "--warmup-steps", "2",
-            "--checkpoint-every", "2", "--val-images", "0", "--threads", "1", "--no-progress",
+            "--checkpoint-every", "2", "--log-every", "1", "--val-images", "0", "--threads", "1", "--no-progress",
             "--device", "cpu", "--seed", "3", "--precision", "bf16",  # resume is exact under bf16 autocast
             "--ema-decay", "0.9", "--patch-schedule", "16:0.5,32:0.5"]  # and with the average and the schedule
 
@@ -375,6 +375,11 @@ def test_resume_after_sigkill_is_exact(tmp_path):
     for name in ("teacher.safetensors", "student.safetensors"):
         a, b = load_model(killed_out / name), load_model(reference_out / name)
         _assert_same_tensors(a.state_dict(), b.state_dict())
+    for stage in ("stage1", "stage2"):  # one line per step, none twice, with the same losses
+        killed_log, reference_log = _log(killed_out / f"{stage}_log.jsonl"), _log(reference_out / f"{stage}_log.jsonl")
+        assert [(r["step"], r["loss"]) for r in killed_log] == [(r["step"], r["loss"]) for r in reference_log]
+    seconds = [r["seconds"] for r in _log(killed_out / "stage1_log.jsonl")]
+    assert seconds == sorted(seconds)  # wall time runs on across the kill
     assert not torch.equal(load_model(reference_out / "student.safetensors").restorer.output.weight,
                            build_student(TINY).restorer.output.weight)
 
