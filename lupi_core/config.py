@@ -89,8 +89,10 @@ class ModelConfig:
         return ModelConfig(**fields)
 
     def preset_name(self) -> str | None:
-        """The preset this config equals, or None for a custom one."""
-        return next((name for name, cfg in PRESETS.items() if cfg == self), None)
+        """The preset this config equals, or None for a custom one. The DB FiLM init is left out:
+        it only picks starting values, so a trained model of the small preset is "small" whatever it was."""
+        return next((name for name, cfg in PRESETS.items()
+                     if dataclasses.replace(cfg, db_film_init=self.db_film_init) == self), None)
 
 
 PRESETS: dict[str, ModelConfig] = {

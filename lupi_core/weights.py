@@ -74,7 +74,7 @@ def load_model(path: str | Path, kind: str | None = None, preset: str | None = N
         cfg = ModelConfig.from_json(metadata["config"])
     except (ValueError, TypeError, KeyError) as error:
         raise WeightsError(f"{path}: its config metadata is invalid ({error})") from None
-    if preset is not None and cfg != ModelConfig.preset(preset):
+    if preset is not None and cfg.preset_name() != preset:
         raise WeightsError(f"{path}: holds a {cfg.preset_name() or 'custom'} model, not the {preset!r} preset")
     if metadata["kind"] == "teacher":
         model: nn.Module = build_teacher(cfg)

@@ -246,6 +246,7 @@ def test_presets():
     assert ModelConfig.preset("tiny", estimator_design="add").estimator_design == "add"
     assert ModelConfig.preset("tiny").preset_name() == "tiny"
     assert ModelConfig.preset("tiny", dim=16).preset_name() is None
+    assert ModelConfig.preset("tiny", db_film_init="random").preset_name() == "tiny"  # starting values only
     with pytest.raises(ValueError, match="unknown preset"):
         ModelConfig.preset("huge")
 
