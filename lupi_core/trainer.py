@@ -6,7 +6,8 @@
 - `no-predictor`: the plain backbone R with L1.
 
 `--objective paper` trains eq. 3-4 as written; `--objective steer` adds the
-wrong-prior and contrast terms (losses.py) in both stages, so R must follow its prior.
+wrong-prior and contrast terms (losses.py) in both stages (`--no-stage1-prior-terms`: in Stage 2
+only), so R must follow its prior.
 Two of Restormer's training tricks are options of every stage: progressive patch sizes
 (`--patch-schedule`) and an exponential moving average of the weights (`--ema-decay`).
 
@@ -98,6 +99,8 @@ class TrainConfig:
                                             help="weight of the supervised contrastive term clustering priors "
                                                  "by task, in both stages (0: off; default: the objective's)")
     contrast_temperature: float = setting(0.1, help="the contrastive term's temperature")
+    stage1_prior_terms: bool = setting(True, help="apply the wrong-prior and contrast terms in Stage 1 as well as "
+                                                  "in Stage 2 (off: Stage 1 trains R_T on eq. 3 alone)")
     patch_schedule: str | None = setting(None, type=str,
                                          help="progressive patches within each stage, SIZE:FRACTION of its steps, "
                                               "e.g. 64:0.5,128:0.5; each step trains on centre crops of the data's "
@@ -365,9 +368,12 @@ class Trainer:
         teacher = build_teacher(self.model_cfg)
         self._warm_start(teacher, TEACHER_FILE, "teacher")
 
+        prior_terms = self.cfg.stage1_prior_terms
+
         def loss_fn(model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
-            outputs = model(batch["degraded"], batch["clean"], wrong_prior=self.cfg.wrong_prior_weight > 0)
-            return self._with_prior_terms(self._reconstruction(outputs[0], batch["clean"]), outputs, batch)
+            outputs = model(batch["degraded"], batch["clean"], wrong_prior=prior_terms and self.cfg.wrong_prior_weight > 0)
+            losses = self._reconstruction(outputs[0], batch["clean"])
+            return self._with_prior_terms(losses, outputs, batch) if prior_terms else losses
 
         return Stage("stage1", teacher, loss_fn, self.cfg.stage1_steps, TEACHER_FILE, 0,
                      lambda model, deg, clean: model(deg, clean)[0])

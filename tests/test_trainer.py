@@ -526,6 +526,18 @@ def test_wrong_prior_and_contrast_terms_add_to_the_loss_in_both_stages(tmp_path)
         TrainConfig(out_dir=tmp_path, contrast_temperature=0)
 
 
+def test_stage1_prior_terms_can_be_left_to_stage2(tmp_path):
+    class TwoTasks(NoisyPhotos):
+        def __getitem__(self, index):
+            return {**super().__getitem__(index), "task": "denoise" if index % 2 else "other"}
+
+    cfg = _config(tmp_path, mode="lupi", batch_size=4, objective="steer", stage1_prior_terms=False)
+    Trainer(cfg, TwoTasks()).run()
+    stage1, stage2 = _log(tmp_path / "stage1_log.jsonl"), _log(tmp_path / "stage2_log.jsonl")
+    assert all(r["loss"] == r["l1"] and "wrong_prior" not in r and "contrast" not in r for r in stage1)
+    assert all(r["wrong_prior"] >= 0 and r["contrast"] > 0 for r in stage2)
+
+
 def test_a_run_folder_refuses_other_experiment_settings_but_not_other_runtime_ones(tmp_path):
     Trainer(_config(tmp_path, stage2_steps=2, mode="no-predictor"), NoisyPhotos()).run()
     Trainer(_config(tmp_path, stage2_steps=2, mode="no-predictor", log_every=5, precision="fp32"), NoisyPhotos())
