@@ -3,6 +3,8 @@
 # lupi-small-clean mixture (the five tasks plus clean inputs), with the steer objective, L1
 # alignment, R_S started from R_T, and progressive patches; no moving average of the weights,
 # which gained nothing at the tiny preset (docs/design.md says what decided each choice).
+# Its first full run scored 21.23 dB on the 5-task table, below the shipped model, and is not
+# shipped (docs/results/unshipped-from-scratch/); --no-stage1-prior-terms is the variant run next.
 # Usage: train/train_default.sh DATA_DIR [RUN_DIR [more train flags, which win]]
 # Killed? Run it again with the same arguments: it resumes exactly from RUN_DIR/checkpoints/.
 # Then: python -m lupi_core export RUN_DIR --out assets --name lupi-small
