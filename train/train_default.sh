@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The default model, trained once from scratch: both LUPI stages in one `train` call on the
+# The default recipe, trained once from scratch: both LUPI stages in one `train` call on the
 # lupi-small-clean mixture (the five tasks plus clean inputs), with the steer objective, L1
 # alignment, R_S started from R_T, and progressive patches; no moving average of the weights,
 # which gained nothing at the tiny preset (docs/design.md says what decided each choice).
