@@ -64,6 +64,13 @@ class NoisyPhotos(Dataset):
         return {"degraded": to_chw(degraded), "clean": to_chw(clean), "task": "denoise"}
 
 
+class TwoTasks(NoisyPhotos):
+    """NoisyPhotos labelled with two alternating tasks, for the terms that compare tasks in a batch."""
+
+    def __getitem__(self, index):
+        return {**super().__getitem__(index), "task": "denoise" if index % 2 else "other"}
+
+
 def _config(out_dir, **overrides) -> TrainConfig:
     values = dict(out_dir=out_dir, preset="tiny", stage1_steps=3, stage2_steps=3, batch_size=2, lr=1e-3,
                   warmup_steps=2, checkpoint_every=1000, log_every=1, device="cpu", progress=False)
@@ -510,10 +517,6 @@ def test_bf16_autocast_runs_is_logged_and_fp32_can_be_forced(tmp_path):
 
 
 def test_wrong_prior_and_contrast_terms_add_to_the_loss_in_both_stages(tmp_path):
-    class TwoTasks(NoisyPhotos):
-        def __getitem__(self, index):
-            return {**super().__getitem__(index), "task": "denoise" if index % 2 else "other"}
-
     cfg = _config(tmp_path, mode="lupi", batch_size=4, wrong_prior_weight=2.0, wrong_prior_margin=0.05,
                   contrast_weight=0.5)
     Trainer(cfg, TwoTasks()).run()
@@ -527,10 +530,6 @@ def test_wrong_prior_and_contrast_terms_add_to_the_loss_in_both_stages(tmp_path)
 
 
 def test_stage1_prior_terms_can_be_left_to_stage2(tmp_path):
-    class TwoTasks(NoisyPhotos):
-        def __getitem__(self, index):
-            return {**super().__getitem__(index), "task": "denoise" if index % 2 else "other"}
-
     cfg = _config(tmp_path, mode="lupi", batch_size=4, objective="steer", stage1_prior_terms=False)
     Trainer(cfg, TwoTasks()).run()
     stage1, stage2 = _log(tmp_path / "stage1_log.jsonl"), _log(tmp_path / "stage2_log.jsonl")
