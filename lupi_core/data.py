@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from .degrade import KINDS, degrade
+from .degrade import KINDS, degrade, noise_level
 from .images import IMAGE_SUFFIXES, list_images, load_image, to_tensor
 
 # Default task label of each synthetic kind.
@@ -119,8 +119,11 @@ def _crop_and_flip(images: list[np.ndarray], patch_size: int, rng: np.random.Gen
     return out
 
 
-def _item(degraded: np.ndarray, clean: np.ndarray, task: str) -> dict[str, Any]:
-    return {"degraded": to_tensor(degraded)[0], "clean": to_tensor(clean)[0], "task": task}
+def _item(degraded: np.ndarray, clean: np.ndarray, task: str, severity: float = float("nan")) -> dict[str, Any]:
+    """A training item. severity: the `degrade()` level of a synthetic degradation (noise: the level
+    of its sigma, `noise_level`), NaN where it is not known (real pairs)."""
+    return {"degraded": to_tensor(degraded)[0], "clean": to_tensor(clean)[0], "task": task,
+            "severity": float(severity)}
 
 
 def _item_rng(seed: int, index: int) -> np.random.Generator:
@@ -188,10 +191,12 @@ class SyntheticPairs(Dataset):
         clean = _CACHE.get(self.paths[_epoch_order(self.seed, index, len(self.paths))])
         (patch,) = _crop_and_flip([clean], self.patch_size, rng)
         if self.sigma_range is not None:
-            degraded = degrade(patch, "noise", seed=rng, sigma=rng.uniform(*self.sigma_range))
+            sigma = rng.uniform(*self.sigma_range)
+            degraded, severity = degrade(patch, "noise", seed=rng, sigma=sigma), noise_level(sigma)
         else:
-            degraded = degrade(patch, self.kind, level=rng.uniform(*self.level_range), seed=rng)
-        return _item(degraded, patch, self.task)
+            severity = rng.uniform(*self.level_range)
+            degraded = degrade(patch, self.kind, level=severity, seed=rng)
+        return _item(degraded, patch, self.task, severity)
 
 
 def pair_folders(input_dir: str | Path, target_dir: str | Path) -> list[tuple[Path, Path]]:

@@ -62,6 +62,12 @@ _HAZE_DEPTH = (1.0, 10.0)
 _SHAKE_STEPS = 256
 
 
+def noise_level(sigma: float) -> float:
+    """The level in [0, 1] whose noise has this sigma (clipped: sigma under 5 is level 0)."""
+    low, high = _LEVEL_RANGES["noise"]["sigma"]
+    return float(np.clip((float(sigma) - low) / (high - low), 0.0, 1.0))
+
+
 def parameter_ranges() -> dict[str, dict[str, tuple[float, float]]]:
     """Each kind's parameters and their ranges.
 

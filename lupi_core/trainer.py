@@ -99,6 +99,9 @@ class TrainConfig:
                                             help="weight of the supervised contrastive term clustering priors "
                                                  "by task, in both stages (0: off; default: the objective's)")
     contrast_temperature: float = setting(0.1, help="the contrastive term's temperature")
+    contrast_severity_bins: int = setting(0, help="cluster synthetic patches by task and severity, the level cut "
+                                                  "into this many equal bins, so the prior must carry how strong a "
+                                                  "degradation is (0: by task alone; real pairs always by task)")
     stage1_prior_terms: bool = setting(True, help="apply the wrong-prior and contrast terms in Stage 1 as well as "
                                                   "in Stage 2 (off: Stage 1 trains R_T on eq. 3 alone)")
     patch_schedule: str | None = setting(None, type=str,
@@ -140,6 +143,8 @@ class TrainConfig:
         for name in ("frequency_weight", "wrong_prior_weight", "wrong_prior_margin", "contrast_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.contrast_severity_bins < 0:
+            raise ValueError(f"contrast_severity_bins must be >= 0, got {self.contrast_severity_bins}")
         if self.contrast_temperature <= 0:
             raise ValueError(f"contrast_temperature must be > 0, got {self.contrast_temperature}")
         if not 0 <= self.ema_decay < 1:
@@ -192,6 +197,15 @@ def check_same_run(cfg: TrainConfig) -> None:
     if changed:
         raise ValueError(f"{cfg.out_dir} holds a run with other settings ({', '.join(changed)}); "
                          f"rerun with that run's settings to resume it, or use another --out")
+
+
+def contrast_labels(tasks: list[str], severity: torch.Tensor | None, bins: int) -> list[str]:
+    """What the contrastive term clusters by: the task, and with `bins` the severity bin of each
+    synthetic patch ("denoise:2"); a patch of unknown severity (NaN, a real pair) keeps its task."""
+    if not bins or severity is None:
+        return tasks
+    return [task if math.isnan(level) else f"{task}:{min(int(level * bins), bins - 1)}"
+            for task, level in zip(tasks, severity.tolist())]
 
 
 def warm_start_file(folder: Path, weights_file: str, kind: str) -> Path:
@@ -427,7 +441,8 @@ class Trainer:
             wrong = wrong_prior_loss(outputs[0], outputs[2], batch["clean"], different, cfg.wrong_prior_margin)
             losses = {**losses, "loss": losses["loss"] + cfg.wrong_prior_weight * wrong, "wrong_prior": wrong}
         if cfg.contrast_weight:
-            contrast = prior_contrast_loss(outputs[1], list(batch["task"]), cfg.contrast_temperature)
+            labels = contrast_labels(list(batch["task"]), batch.get("severity"), cfg.contrast_severity_bins)
+            contrast = prior_contrast_loss(outputs[1], labels, cfg.contrast_temperature)
             losses = {**losses, "loss": losses["loss"] + cfg.contrast_weight * contrast, "contrast": contrast}
         return losses
 
@@ -489,8 +504,8 @@ class Trainer:
         started = time.perf_counter() - elapsed
         while step < stage.steps:
             batch = centre_crop(next(batches), cfg.patch_size_at(step, stage.steps))
-            batch = {k: v.to(device, memory_format=torch.channels_last, non_blocking=True) if torch.is_tensor(v) else v
-                     for k, v in batch.items()}
+            batch = {k: v.to(device, memory_format=torch.channels_last, non_blocking=True)
+                     if torch.is_tensor(v) and v.dim() == 4 else v for k, v in batch.items()}
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, stage.steps, cfg.lr, cfg.warmup_steps)
             with autocast:

@@ -1,4 +1,5 @@
 """Training datasets: layouts, pairing, determinism, mixtures and recipes, on tiny generated folders."""
+import math
 import pickle
 import tomllib
 from pathlib import Path
@@ -38,7 +39,7 @@ def write_pairs(root, input_names, target_names, same=True):
 
 
 def check_item(item, patch, task):
-    assert set(item) == {"degraded", "clean", "task"} and item["task"] == task
+    assert set(item) == {"degraded", "clean", "task", "severity"} and item["task"] == task
     for key in ("degraded", "clean"):
         t = item[key]
         assert t.shape == (3, patch, patch) and t.dtype == torch.float32
@@ -112,6 +113,18 @@ def test_noise_sigma_range_and_noisy_folder(tmp_path):
     assert 30 < float(residual.std()) < 55
     quiet = SyntheticPairs(tmp_path / "clean", "noise", sigma_range=(0, 0), patch_size=32)[0]
     assert torch.equal(quiet["degraded"], quiet["clean"])
+
+
+def test_synthetic_items_carry_their_level_and_real_pairs_an_unknown_one(tmp_path):
+    write(tmp_path / "clean", ["a.png", "b.png"])
+    levels = [SyntheticPairs(tmp_path / "clean", "blur", level_range=(0.2, 0.4), patch_size=16)[i]["severity"]
+              for i in range(20)]
+    assert all(0.2 <= level <= 0.4 for level in levels) and len(set(levels)) == 20
+    # noise drawn by sigma: the level that gives that sigma (5 -> 0, 55 -> 1)
+    assert SyntheticPairs(tmp_path / "clean", "noise", sigma_range=(30, 30), patch_size=16)[0]["severity"] == 0.5
+    assert SyntheticPairs(tmp_path / "clean", "noise", sigma_range=(0, 0), patch_size=16)[0]["severity"] == 0.0
+    inputs, targets = write_pairs(tmp_path / "pairs", ["x.png"], ["x.png"])
+    assert math.isnan(FolderPairs(inputs, targets, patch_size=8)[0]["severity"])
 
 
 def test_synthetic_pairs_errors(tmp_path):

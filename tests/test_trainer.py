@@ -29,6 +29,7 @@ from lupi_core.trainer import (
     Trainer,
     WeightAverage,
     centre_crop,
+    contrast_labels,
     learning_rate,
     validation_patches,
 )
@@ -69,6 +70,13 @@ class TwoTasks(NoisyPhotos):
 
     def __getitem__(self, index):
         return {**super().__getitem__(index), "task": "denoise" if index % 2 else "other"}
+
+
+class GradedNoise(NoisyPhotos):
+    """NoisyPhotos with a severity per item, as lupi_core.data's synthetic pairs carry one."""
+
+    def __getitem__(self, index):
+        return {**super().__getitem__(index), "severity": (index % 4) / 4}
 
 
 def _config(out_dir, **overrides) -> TrainConfig:
@@ -527,6 +535,18 @@ def test_wrong_prior_and_contrast_terms_add_to_the_loss_in_both_stages(tmp_path)
             assert r["wrong_prior"] > 0 and r["contrast"] > 0
     with pytest.raises(ValueError, match="contrast_temperature"):
         TrainConfig(out_dir=tmp_path, contrast_temperature=0)
+
+
+def test_contrast_by_severity_splits_each_synthetic_task_into_bins(tmp_path):
+    severity = torch.tensor([0.1, 0.9, 1.0, float("nan")], dtype=torch.float64)
+    tasks = ["denoise", "denoise", "denoise", "derain"]
+    assert contrast_labels(tasks, severity, 2) == ["denoise:0", "denoise:1", "denoise:1", "derain"]
+    assert contrast_labels(tasks, severity, 0) == tasks and contrast_labels(tasks, None, 3) == tasks
+    cfg = _config(tmp_path, mode="lupi", batch_size=4, contrast_weight=1.0, contrast_severity_bins=2)
+    Trainer(cfg, GradedNoise()).run()  # the batch's severity travels with it to the loss
+    assert all(r["contrast"] > 0 for r in _log(tmp_path / "stage2_log.jsonl"))
+    with pytest.raises(ValueError, match="contrast_severity_bins"):
+        TrainConfig(out_dir=tmp_path, contrast_severity_bins=-1)
 
 
 def test_stage1_prior_terms_can_be_left_to_stage2(tmp_path):
