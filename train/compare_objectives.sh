@@ -20,6 +20,7 @@ declare -A VARIANTS=(
   [steer]="$STEER"
   [steer-l1-from-teacher]="$STEER --align l1 --student-from-teacher"
   [steer2-l1-from-teacher]="$STEER --align l1 --student-from-teacher --no-stage1-prior-terms"  # steer in Stage 2 only
+  [steer-l1-severity]="$STEER --align l1 --student-from-teacher --contrast-severity-bins 3"  # contrast by task and severity
   [steer-l1-ema]="$STEER --align l1 --student-from-teacher --ema-decay 0.99"
   [steer-l1-progressive]="$STEER --align l1 --student-from-teacher --patch-schedule 32:0.5,64:0.5"
   [wrong-prior-only]="--db-film-init random --wrong-prior-weight 1.0 --wrong-prior-margin 0.05"
@@ -30,7 +31,7 @@ declare -A VARIANTS=(
   [no-privileged]="--mode no-privileged"
 )
 # Rows run with three seeds; the others (component checks) with seed 0 only.
-SEEDED="paper random-film steer-weak steer steer-l1-from-teacher steer2-l1-from-teacher steer-l1-ema steer-l1-progressive residual no-privileged"
+SEEDED="paper random-film steer-weak steer steer-l1-from-teacher steer2-l1-from-teacher steer-l1-severity steer-l1-ema steer-l1-progressive residual no-privileged"
 ONCE="wrong-prior-only contrast-only l1-from-teacher mse-from-teacher"
 runs=()
 for seed in 0 1 2; do
