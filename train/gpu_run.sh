@@ -23,12 +23,12 @@ SECONDS=0
 if [[ -z ${STAGE1_STEPS:-} || -z ${STAGE2_STEPS:-} ]]; then
   bash train/train_default.sh "$data" "$run-timing" "${gpu[@]}" --stage1-steps 30 --stage2-steps 0 \
     --patch-schedule 128:1 --val-images 0 --log-every 10 --no-progress "$@"
-  # seconds a 128-px Stage-1 step (warm-up included); a Stage-2 step costs about 1.3 of them, a
-  # 64-px step (each stage's first half) under half of one, and Stage 2 gets 1.5x Stage 1's steps
+  # seconds a 128-px Stage-1 step (warm-up included); a Stage-2 step costs about 0.9 of them, a
+  # 64-px step (each stage's first 30 %) under a third of one, and Stage 2 gets 3.5x Stage 1's steps
   step=$($PY -c 'import json, sys; r = json.loads(open(sys.argv[1]).readlines()[-1]); print(r["seconds"] / r["step"])' \
     "$run-timing/stage1_log.jsonl")
-  STAGE1_STEPS=$($PY -c "print(max(1, int(${TRAIN_SECONDS:-380} / ($step * 0.75 * (1 + 1.5 * 1.3)))))")
-  STAGE2_STEPS=$((STAGE1_STEPS * 3 / 2))
+  STAGE1_STEPS=$($PY -c "print(max(1, int(${TRAIN_SECONDS:-380} / ($step * 0.8 * (1 + 3.5 * 0.9)))))")
+  STAGE2_STEPS=$((STAGE1_STEPS * 7 / 2))
   echo "timed ${step} s a step: ${STAGE1_STEPS} + ${STAGE2_STEPS} steps"
 fi
 bash train/train_default.sh "$data" "$run" "${gpu[@]}" --stage1-steps "$STAGE1_STEPS" --stage2-steps "$STAGE2_STEPS" \
