@@ -356,7 +356,10 @@ def validation_patches(dataset: Dataset, count: int) -> list[tuple[np.ndarray, n
 class Trainer:
     """Runs the stages a mode needs, resuming from `out_dir/checkpoints/` when present."""
 
-    def __init__(self, cfg: TrainConfig, dataset: Dataset, val_pairs: list[tuple[np.ndarray, np.ndarray]] = ()):
+    def __init__(self, cfg: TrainConfig, dataset: Dataset, val_pairs: list[tuple[np.ndarray, np.ndarray]] = (),
+                 data_source: dict | None = None):
+        """`data_source` says where `dataset` came from (recipe, folder, task weights); it is saved
+        as data.json beside train_config.json, so that a run folder names its data mixture."""
         self.cfg, self.dataset, self.val_pairs = cfg, dataset, list(val_pairs)
         self.dist = Distributed.from_env(resolve_device(cfg.device).type)
         self.device = resolve_device(cfg.device, self.dist.local_rank)
@@ -367,6 +370,8 @@ class Trainer:
         if self.dist.is_main:
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
             (cfg.out_dir / "train_config.json").write_text(cfg.to_json())
+            if data_source is not None:
+                (cfg.out_dir / "data.json").write_text(json.dumps(data_source, indent=2))
 
     def run(self) -> dict[str, Path]:
         """Train every stage of the mode; returns the weights files written."""

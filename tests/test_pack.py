@@ -1,6 +1,7 @@
 """`pack`: the size-capped training-data subset for the GPU machine, the default recipe's one
 command (train/train_default.sh) and its GPU call (train/gpu_run.sh, here on the CPU) end to end
 at the tiny preset, on generated folders."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -60,9 +61,12 @@ def test_the_default_recipe_trains_both_stages_in_one_command(layout, tmp_path):
     run = tmp_path / "run"
     _script("train_default.sh", str(layout), str(run), *TINY)
     config = (run / "train_config.json").read_text()
-    for setting in ('"objective": "steer"', '"form": "l1"', '"student_from_teacher": true', '"ema_decay": 0.0',
-                    '"patch_schedule": "64:0.5,128:0.5"'):
-        assert setting in config
+    for setting in ('"objective": "paper"', '"form": "l1"', '"student_from_teacher": true', '"ema_decay": 0.999',
+                    '"patch_schedule": "64:0.3,128:0.7"', '"frequency_weight": 1.0'):
+        assert setting in config, setting
+    data = json.loads((run / "data.json").read_text())
+    assert data["recipe"] == "train/recipes/lupi-small-clean.toml" and data["patch_size"] == 128
+    assert data["task_weights"]["deblur-synthetic"] == 3.0 and data["task_weights"]["clean-bsd400"] == 0.5
     assert (run / "teacher.safetensors").is_file() and (run / "student.safetensors").is_file()
 
 
