@@ -115,3 +115,23 @@ def test_synthetic_inputs_are_fixed(tree):
 def test_missing_folder_is_reported(tmp_path, checkpoint, capsys):
     assert _run("--checkpoint", str(checkpoint), "--data", str(tmp_path), "--no-progress") == 2
     assert "SOTS-indoor" in capsys.readouterr().err
+
+
+def test_a_subset_of_columns_is_scored_and_averaged_alone(tree, checkpoint, tmp_path, capsys):
+    out = tmp_path / "deblur.json"
+    assert _run("--checkpoint", str(checkpoint), "--data", str(tree), "--benchmark", "5task", "--columns",
+                "deblur,noise25", "--no-references", "--out", str(out), "--no-progress") == 0
+    results = json.loads(out.read_text())
+    assert [c["key"] for c in results["columns"]] == ["noise25", "deblur"]  # the benchmark's order
+    (row,) = results["rows"]
+    assert row["key"] == "model" and set(row["scores"]) == {"noise25", "deblur"}
+    assert row["average"]["psnr"] == pytest.approx(np.mean([s["psnr"] for s in row["scores"].values()]))
+    paper = results["published"][-1]
+    assert paper["scores"]["deblur"]["psnr"] == 29.46 and paper["average"]["psnr"] == pytest.approx((31.55 + 29.46) / 2)
+    assert {r["task"] for r in results["per_image"]} == {"noise25", "deblur"}
+
+
+def test_an_unknown_column_is_named_with_the_choices(tree, checkpoint, capsys):
+    assert _run("--checkpoint", str(checkpoint), "--data", str(tree), "--benchmark", "3task", "--columns", "deblur",
+                "--no-progress") == 2
+    assert "3task has no column deblur; its columns are dehaze, derain" in capsys.readouterr().err
