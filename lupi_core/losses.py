@@ -7,7 +7,8 @@ pixel-domain L1 is small, and the spectrum weighs them as much as the rest.
 
 Two optional terms (off by default; the paper has neither) make the prior matter:
 `wrong_prior_loss` asks R to restore worse under another task's prior, and
-`prior_contrast_loss` clusters priors by task. See docs/design.md.
+`prior_contrast_loss` clusters priors by task, and `readout_loss` asks a linear read of the
+prior to name each patch's task and severity. See docs/design.md.
 
 The paper says only that L_align is "a KL divergence" between d_S and d_T. The
 default follows KDSR, the closest published teacher-student prior distillation:
@@ -94,3 +95,16 @@ def alignment_loss(student_prior: torch.Tensor, teacher_prior: torch.Tensor, cfg
     log_p_student = F.log_softmax(student_prior / cfg.temperature, dim=-1)
     log_p_teacher = F.log_softmax(teacher_prior / cfg.temperature, dim=-1)
     return F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
+
+
+def readout_loss(logits: torch.Tensor, severity: torch.Tensor, task_index: torch.Tensor,
+                 true_severity: torch.Tensor | None) -> torch.Tensor:
+    """Cross-entropy of the task logits plus the squared error of the severity, the latter over
+    the patches whose severity is known (synthetic ones; NaN elsewhere, or no severities at all)."""
+    loss = F.cross_entropy(logits.float(), task_index)
+    if true_severity is None:
+        return loss
+    known = torch.isfinite(true_severity)
+    if known.any():
+        loss = loss + F.mse_loss(severity.float()[known], true_severity.float()[known])
+    return loss

@@ -7,6 +7,8 @@ the Degradation-aware Block DB that injects d into the restorer (Figure 3).
   are the Table 4 alternatives that combine the images before one encoder.
 - D_S (Figure 3b) is one branch of the same encoder, seeing I_d alone.
 - DB (Figure 3c, eq. 1-2): [gamma, beta] = MLP(d); F' = F + Conv3x3(GELU(gamma * F + beta)).
+- DegradationReadout (not in the paper; training only, `--readout-weight`): a linear read of d
+  that must name each patch's task and its severity, so that d carries what is wrong.
 """
 from __future__ import annotations
 
@@ -94,3 +96,25 @@ class DegradationAwareBlock(nn.Module):
     def forward(self, features: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
         delta_gamma, beta = self.mlp(prior)[:, :, None, None].chunk(2, dim=1)
         return features + self.conv(F.gelu((1 + delta_gamma) * features + beta))
+
+
+class DegradationReadout(nn.Module):
+    """A linear read of the prior d: logits over the training tasks and a severity in [0, 1].
+
+    Used only in training, by the readout term (losses.readout_loss): eq. 3 and eq. 4 give d no
+    reason to carry a degradation R can see for itself (noise, blur), and a linear read that must
+    name it does. It is not part of D_T or D_S, so the weights files keep their layout.
+    """
+
+    def __init__(self, prior_dim: int, tasks: tuple[str, ...]):
+        super().__init__()
+        self.tasks = tuple(tasks)
+        self.linear = nn.Linear(prior_dim, len(self.tasks) + 1)
+
+    def forward(self, prior: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(task logits B x T, severity B)."""
+        out = self.linear(prior.float())
+        return out[:, :-1], torch.sigmoid(out[:, -1])
+
+    def task_indices(self, tasks: list[str], device: torch.device) -> torch.Tensor:
+        return torch.tensor([self.tasks.index(task) for task in tasks], device=device)

@@ -41,9 +41,18 @@ from .config import DB_FILM_INITS, ESTIMATOR_DESIGNS, ESTIMATOR_INPUTS, PRESETS,
 from .data import HELD_OUT_DRAWS, STAGE2_DRAWS
 from .hardware import PRECISIONS, autocast_dtype, keep_freed_memory, resolve_device
 from .images import quantize, to_float_image, to_tensor
-from .losses import AlignConfig, alignment_loss, frequency_loss, prior_contrast_loss, reconstruction_loss, wrong_prior_loss
+from .losses import (
+    AlignConfig,
+    alignment_loss,
+    frequency_loss,
+    prior_contrast_loss,
+    readout_loss,
+    reconstruction_loss,
+    wrong_prior_loss,
+)
 from .metrics import psnr
 from .models import build_student, build_teacher
+from .prior import DegradationReadout
 from .settings import runtime_fields, setting
 from .tiling import forward_padded
 from .weights import exported_name, load_model, save_model
@@ -102,8 +111,11 @@ class TrainConfig:
     contrast_severity_bins: int = setting(0, help="cluster synthetic patches by task and severity, the level cut "
                                                   "into this many equal bins, so the prior must carry how strong a "
                                                   "degradation is (0: by task alone; real pairs always by task)")
-    stage1_prior_terms: bool = setting(True, help="apply the wrong-prior and contrast terms in Stage 1 as well as "
-                                                  "in Stage 2 (off: Stage 1 trains R_T on eq. 3 alone)")
+    readout_weight: float = setting(0.0, help="weight of the readout term: a linear read of the prior must name "
+                                              "each patch's task and, for synthetic patches, its severity, in both "
+                                              "stages (d_T, then d_S; 0: off)")
+    stage1_prior_terms: bool = setting(True, help="apply the wrong-prior, contrast and readout terms in Stage 1 as "
+                                                  "well as in Stage 2 (off: Stage 1 trains R_T on eq. 3 alone)")
     patch_schedule: str | None = setting(None, type=str,
                                          help="progressive patches within each stage, SIZE:FRACTION of its steps, "
                                               "e.g. 64:0.5,128:0.5; each step trains on centre crops of the data's "
@@ -140,7 +152,7 @@ class TrainConfig:
                 setattr(self, name, value)
         if isinstance(self.align, dict):
             self.align = AlignConfig(**self.align)
-        for name in ("frequency_weight", "wrong_prior_weight", "wrong_prior_margin", "contrast_weight"):
+        for name in ("frequency_weight", "wrong_prior_weight", "wrong_prior_margin", "contrast_weight", "readout_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.contrast_severity_bins < 0:
@@ -206,6 +218,15 @@ def contrast_labels(tasks: list[str], severity: torch.Tensor | None, bins: int) 
         return tasks
     return [task if math.isnan(level) else f"{task}:{min(int(level * bins), bins - 1)}"
             for task, level in zip(tasks, severity.tolist())]
+
+
+def dataset_tasks(dataset: Dataset) -> tuple[str, ...]:
+    """The task labels a dataset's items carry (a TaskMixture's components', or its own), sorted."""
+    tasks = {getattr(part, "task", None) for part in getattr(dataset, "datasets", [dataset])}
+    if None in tasks:
+        raise ValueError("the readout term needs a dataset whose parts name their task (a `task` attribute, as "
+                         "lupi_core.data's datasets and a recipe's mixture have)")
+    return tuple(sorted(tasks))
 
 
 def warm_start_file(folder: Path, weights_file: str, kind: str) -> Path:
@@ -287,6 +308,7 @@ class Stage:
     weights_file: str
     data_offset: int
     evaluate: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]  # (model, degraded, clean)
+    readout: DegradationReadout | None = None  # trained beside the model, not saved with it
 
 
 class WeightAverage:
@@ -388,14 +410,15 @@ class Trainer:
         self._warm_start(teacher, TEACHER_FILE, "teacher")
 
         prior_terms = self.cfg.stage1_prior_terms
+        readout = self._readout() if prior_terms else None
 
         def loss_fn(model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
             outputs = model(batch["degraded"], batch["clean"], wrong_prior=prior_terms and self.cfg.wrong_prior_weight > 0)
             losses = self._reconstruction(outputs[0], batch["clean"])
-            return self._with_prior_terms(losses, outputs, batch) if prior_terms else losses
+            return self._with_prior_terms(losses, outputs, batch, readout) if prior_terms else losses
 
         return Stage("stage1", teacher, loss_fn, self.cfg.stage1_steps, TEACHER_FILE, 0,
-                     lambda model, deg, clean: model(deg, clean)[0])
+                     lambda model, deg, clean: model(deg, clean)[0], readout)
 
     def _stage2(self) -> Stage:
         torch.manual_seed(self.cfg.seed + 1)
@@ -408,14 +431,15 @@ class Trainer:
                 student.restorer.load_state_dict(teacher.restorer.state_dict())
         self._warm_start(student, STUDENT_FILE, "student")
         align_cfg = self.cfg.align
+        with_prior = self.cfg.mode != "no-predictor"
+        readout = self._readout() if with_prior else None
 
         def loss_fn(model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
-            with_prior = self.cfg.mode != "no-predictor"
             outputs = model(batch["degraded"], wrong_prior=with_prior and self.cfg.wrong_prior_weight > 0)
             restored, student_prior = outputs[:2]
             losses = self._reconstruction(restored, batch["clean"])
             if with_prior:
-                losses = self._with_prior_terms(losses, outputs, batch)
+                losses = self._with_prior_terms(losses, outputs, batch, readout)
             if estimator is None:
                 return losses
             with torch.no_grad():
@@ -424,7 +448,13 @@ class Trainer:
             return {**losses, "loss": losses["loss"] + align_cfg.weight * align, "align": align}
 
         return Stage("stage2", student, loss_fn, self.cfg.stage2_steps, STUDENT_FILE, STAGE2_DRAWS,
-                     lambda model, deg, clean: model(deg)[0])
+                     lambda model, deg, clean: model(deg)[0], readout)
+
+    def _readout(self) -> DegradationReadout | None:
+        """The stage's linear read of the prior, when the readout term is on."""
+        if not self.cfg.readout_weight:
+            return None
+        return DegradationReadout(self.model_cfg.prior_dim, dataset_tasks(self.dataset)).to(self.device)
 
     def _reconstruction(self, restored: torch.Tensor, clean: torch.Tensor) -> dict[str, torch.Tensor]:
         """L_recon: the L1 of eq. 3, plus the spectrum L1 when frequency_weight > 0."""
@@ -434,9 +464,9 @@ class Trainer:
         spectrum = frequency_loss(restored, clean)
         return {"loss": l1 + self.cfg.frequency_weight * spectrum, "l1": l1, "spectrum": spectrum}
 
-    def _with_prior_terms(self, losses: dict[str, torch.Tensor], outputs: tuple, batch: dict
-                          ) -> dict[str, torch.Tensor]:
-        """Add the wrong-prior and contrast terms to a stage's losses, when their weights are on.
+    def _with_prior_terms(self, losses: dict[str, torch.Tensor], outputs: tuple, batch: dict,
+                          readout: DegradationReadout | None) -> dict[str, torch.Tensor]:
+        """Add the wrong-prior, contrast and readout terms to a stage's losses, when their weights are on.
         `outputs` is (restored, prior[, restored under the next sample's prior])."""
         cfg = self.cfg
         if cfg.wrong_prior_weight:
@@ -449,6 +479,12 @@ class Trainer:
             labels = contrast_labels(list(batch["task"]), batch.get("severity"), cfg.contrast_severity_bins)
             contrast = prior_contrast_loss(outputs[1], labels, cfg.contrast_temperature)
             losses = {**losses, "loss": losses["loss"] + cfg.contrast_weight * contrast, "contrast": contrast}
+        if readout is not None:
+            logits, severity = readout(outputs[1])
+            known = batch.get("severity")
+            term = readout_loss(logits, severity, readout.task_indices(list(batch["task"]), logits.device),
+                                None if known is None else known.to(logits.device))
+            losses = {**losses, "loss": losses["loss"] + cfg.readout_weight * term, "readout": term}
         return losses
 
     def _warm_start(self, model: nn.Module, weights_file: str, kind: str) -> None:
@@ -470,6 +506,8 @@ class Trainer:
         # channels-last routes the depthwise convs to oneDNN: about 2x faster on CPU
         model = stage.model.to(self.device, memory_format=torch.channels_last)
         params = [p for p in model.parameters() if p.requires_grad]
+        if stage.readout is not None:
+            params += list(stage.readout.parameters())
         optimizer = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay, betas=(0.9, 0.999))
         average = WeightAverage(model, self.cfg.ema_decay) if self.cfg.ema_decay else None
         step = self._resume(stage, checkpoint_path, model, optimizer, average)
@@ -517,6 +555,10 @@ class Trainer:
                 losses = stage.loss_fn(forward_model, batch)
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
+            if stage.readout is not None and self.dist.world > 1:  # outside DDP: average its gradients by hand
+                for parameter in stage.readout.parameters():
+                    torch.distributed.all_reduce(parameter.grad)
+                    parameter.grad /= self.dist.world
             optimizer.step()
             if average is not None:
                 average.update(model)
@@ -528,7 +570,7 @@ class Trainer:
                           "seconds": round(time.perf_counter() - started, 2)}
                 self._log(stage, average.model if average else model, record, bar)
             if step % cfg.checkpoint_every == 0 or step == stage.steps:
-                self._save_checkpoint(checkpoint_path, model, optimizer, average, step)
+                self._save_checkpoint(checkpoint_path, model, optimizer, average, step, stage.readout)
         bar.close()
         return precision
 
@@ -539,6 +581,8 @@ class Trainer:
             return 0
         state = torch.load(checkpoint_path, map_location=self.device, weights_only=True)
         model.load_state_dict(state["model"])
+        if stage.readout is not None:
+            stage.readout.load_state_dict(state["readout"])
         optimizer.load_state_dict(state["optimizer"])
         if average is not None:
             average.load_state_dict(state["average"])
@@ -568,10 +612,12 @@ class Trainer:
             log.write(json.dumps(record) + "\n")
 
     def _save_checkpoint(self, path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                         average: WeightAverage | None, step: int) -> None:
+                         average: WeightAverage | None, step: int, readout: DegradationReadout | None) -> None:
         if self.dist.is_main:
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                      "rng": _rng_state()}
+            if readout is not None:
+                state["readout"] = readout.state_dict()
             if average is not None:
                 state["average"] = average.state_dict()
             tmp = path.with_suffix(".tmp")

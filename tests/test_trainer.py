@@ -349,7 +349,8 @@ def _train_command(clean: Path, out: Path) -> list[str]:
             "--batch-size", "2", "--patch-size", "32", "--lr", "1e-3", "--warmup-steps", "2",
             "--checkpoint-every", "2", "--log-every", "1", "--val-images", "0", "--threads", "1", "--no-progress",
             "--device", "cpu", "--seed", "3", "--precision", "bf16",  # resume is exact under bf16 autocast
-            "--ema-decay", "0.9", "--patch-schedule", "16:0.5,32:0.5"]  # and with the average and the schedule
+            "--ema-decay", "0.9", "--patch-schedule", "16:0.5,32:0.5",  # and with the average and the schedule
+            "--readout-weight", "0.5"]  # and with the readout head, which trains beside the model
 
 
 def _env() -> dict:
@@ -564,3 +565,45 @@ def test_a_run_folder_refuses_other_experiment_settings_but_not_other_runtime_on
         Trainer(_config(tmp_path, stage2_steps=2, mode="no-predictor", lr=5e-4), NoisyPhotos())
     saved = json.loads((tmp_path / "train_config.json").read_text())
     assert saved["lr"] == 1e-3  # the refused run did not overwrite the folder's settings
+
+
+class Labelled(GradedNoise):
+    """GradedNoise whose items and dataset carry one task label, as lupi_core.data's datasets do."""
+
+    def __init__(self, task: str):
+        super().__init__()
+        self.task = task
+
+    def __getitem__(self, index):
+        return {**super().__getitem__(index), "task": self.task}
+
+
+def test_the_readout_term_reads_task_and_severity_from_the_prior_in_both_stages(tmp_path):
+    from lupi_core.data import TaskMixture
+
+    mixture = TaskMixture([(Labelled("denoise"), 1.0), (Labelled("deblur"), 1.0)], seed=0)
+    cfg = _config(tmp_path, mode="lupi", batch_size=4, readout_weight=0.5, checkpoint_every=1)
+    Trainer(cfg, mixture).run()
+    for stage in ("stage1", "stage2"):
+        for r in _log(tmp_path / f"{stage}_log.jsonl"):
+            assert r["loss"] == pytest.approx(r["l1"] + 0.5 * r["readout"] + r.get("align", 0.0), rel=1e-3, abs=1e-4)
+            assert r["readout"] > 0
+        head = torch.load(tmp_path / "checkpoints" / f"{stage}.pt", weights_only=True)["readout"]
+        assert head["linear.weight"].shape == (3, TINY.prior_dim)  # two tasks and a severity; resumable
+    assert set(load_model(tmp_path / "student.safetensors").state_dict()) == set(build_student(TINY).state_dict())
+    with pytest.raises(ValueError, match="name their task"):
+        Trainer(_config(tmp_path / "unlabelled", readout_weight=1.0), NoisyPhotos()).run()
+    with pytest.raises(ValueError, match="readout_weight"):
+        TrainConfig(out_dir=tmp_path, readout_weight=-1)
+
+
+def test_the_readout_loss_counts_only_known_severities():
+    from lupi_core.losses import readout_loss
+
+    logits = torch.tensor([[4.0, -4.0], [-4.0, 4.0]])
+    tasks = torch.tensor([0, 1])
+    certain = readout_loss(logits, torch.tensor([0.5, 0.9]), tasks, torch.tensor([0.5, float("nan")]))
+    assert certain.item() == pytest.approx(torch.nn.functional.cross_entropy(logits, tasks).item())
+    wrong = readout_loss(logits, torch.tensor([0.5, 0.9]), tasks, torch.tensor([0.0, float("nan")]))
+    assert wrong.item() == pytest.approx(certain.item() + 0.25)
+    assert readout_loss(logits, torch.tensor([0.5, 0.9]), tasks, None).item() == pytest.approx(certain.item())

@@ -26,13 +26,14 @@ declare -A VARIANTS=(
   [wrong-prior-only]="--db-film-init random --wrong-prior-weight 1.0 --wrong-prior-margin 0.05"
   [contrast-only]="--db-film-init random --contrast-weight 1.0"
   [residual]="--estimator-input residual"
-  [l1-from-teacher]="--align l1 --student-from-teacher"
+  [l1-from-teacher]="--align l1 --student-from-teacher"  # the default recipe's objective
+  [readout-l1-from-teacher]="--align l1 --student-from-teacher --readout-weight 0.1"  # a linear read must name task and severity
   [mse-from-teacher]="--align mse --student-from-teacher"
   [no-privileged]="--mode no-privileged"
 )
 # Rows run with three seeds; the others (component checks) with seed 0 only.
-SEEDED="paper random-film steer-weak steer steer-l1-from-teacher steer2-l1-from-teacher steer-l1-severity steer-l1-ema steer-l1-progressive residual no-privileged"
-ONCE="wrong-prior-only contrast-only l1-from-teacher mse-from-teacher"
+SEEDED="paper random-film steer-weak steer steer-l1-from-teacher steer2-l1-from-teacher steer-l1-severity steer-l1-ema steer-l1-progressive residual no-privileged l1-from-teacher readout-l1-from-teacher"
+ONCE="wrong-prior-only contrast-only mse-from-teacher"
 runs=()
 for seed in 0 1 2; do
   for name in $SEEDED; do runs+=("$name:$seed"); done
