@@ -433,6 +433,11 @@ class Trainer:
         align_cfg = self.cfg.align
         with_prior = self.cfg.mode != "no-predictor"
         readout = self._readout() if with_prior else None
+        teacher_checkpoint = self.checkpoint_dir / "stage1.pt"
+        if readout is not None and teacher_checkpoint.is_file():  # d_S is read the way d_T was, to begin with
+            teacher_readout = torch.load(teacher_checkpoint, map_location=self.device, weights_only=True).get("readout")
+            if teacher_readout is not None:
+                readout.load_state_dict(teacher_readout)
 
         def loss_fn(model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
             outputs = model(batch["degraded"], wrong_prior=with_prior and self.cfg.wrong_prior_weight > 0)

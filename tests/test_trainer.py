@@ -590,6 +590,9 @@ def test_the_readout_term_reads_task_and_severity_from_the_prior_in_both_stages(
             assert r["readout"] > 0
         head = torch.load(tmp_path / "checkpoints" / f"{stage}.pt", weights_only=True)["readout"]
         assert head["linear.weight"].shape == (3, TINY.prior_dim)  # two tasks and a severity; resumable
+    heads = [torch.load(tmp_path / "checkpoints" / f"{stage}.pt", weights_only=True)["readout"]["linear.weight"]
+             for stage in ("stage1", "stage2")]
+    assert (heads[1] - heads[0]).abs().max() < 0.01  # Stage 2 began from Stage 1's read of d_T (3 steps at 1e-3)
     assert set(load_model(tmp_path / "student.safetensors").state_dict()) == set(build_student(TINY).state_dict())
     with pytest.raises(ValueError, match="name their task"):
         Trainer(_config(tmp_path / "unlabelled", readout_weight=1.0), NoisyPhotos()).run()
