@@ -3,7 +3,7 @@
 # every LUPI row trains STEPS steps in Stage 1 and STEPS in Stage 2; the
 # no-privileged row (no Stage 1) trains 2 x STEPS. Each run is then probed on the
 # bundled photographs (python -m lupi_core probe). Runs resume where they stopped.
-# ONLY="name ..." runs those variants alone; THREADS=N passes --threads N.
+# ONLY="name ..." runs those variants alone; SEEDS="0" those seeds alone; THREADS=N passes --threads N.
 #   DATA=/work/shared/data STEPS=400 train/compare_objectives.sh [OUT]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,7 +36,7 @@ declare -A VARIANTS=(
 SEEDED="paper random-film steer-weak steer steer-l1-from-teacher steer2-l1-from-teacher steer-l1-severity steer-l1-ema steer-l1-progressive residual no-privileged l1-from-teacher readout-l1-from-teacher readout1-l1-from-teacher"
 ONCE="wrong-prior-only contrast-only mse-from-teacher"
 runs=()
-for seed in 0 1 2; do
+for seed in ${SEEDS:-0 1 2}; do
   for name in $SEEDED; do runs+=("$name:$seed"); done
 done
 for name in $ONCE; do runs+=("$name:0"); done
