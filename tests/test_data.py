@@ -296,7 +296,9 @@ def test_bad_toml_and_missing_recipe_file(tmp_path):
         load_recipe(tmp_path / "absent.toml", tmp_path)
 
 
-@pytest.mark.parametrize("name", ["lupi-small.toml", "lupi-small-clean.toml", "noise-only.toml"])
+@pytest.mark.parametrize("name", ["lupi-small.toml", "lupi-small-clean.toml", "noise-only.toml", "three-task.toml",
+                                  "diagnosis/deblur-only.toml", "diagnosis/deblur-clean.toml",
+                                  "diagnosis/deblur-denoise.toml", "diagnosis/no-tone.toml"])
 def test_shipped_recipes_load_on_a_matching_layout(tmp_path, name):
     """Build the folders each shipped recipe names, with tiny images, and load it."""
     recipe = tomllib.loads((RECIPES / name).read_text())
