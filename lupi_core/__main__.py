@@ -153,7 +153,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     from .data import noisy_folder
-    from .recipes import load_recipe, recipe_tasks
+    from .recipes import load_recipe
     from .settings import dataclass_from_arguments
     from .trainer import TrainConfig, Trainer, validation_patches
 
@@ -165,15 +165,13 @@ def run_train(args: argparse.Namespace) -> int:
             raise SystemExit("--recipe needs --data DIR, the folder its paths are relative to")
         dataset = load_recipe(args.recipe, args.data, seed=args.seed, patch_size=patch_size,
                               task_weights=dict(args.task_weight))
-        tables, _, specs = recipe_tasks(args.recipe)
-        source = {"recipe": str(args.recipe), "data": str(args.data),
-                  "patch_size": patch_size or tables.get("patch_size", 128),
-                  "task_weights": {spec.name: dict(args.task_weight).get(spec.name, spec.weight) for spec in specs}}
+        source = {"recipe": str(args.recipe), "data": str(args.data), "patch_size": dataset.datasets[0].patch_size,
+                  "task_weights": dict(zip(dataset.names, dataset.weights))}
     elif args.task_weight:
         raise SystemExit("--task-weight reweights a recipe's tasks; give --recipe F --data DIR")
     elif args.clean_folder:
         dataset = noisy_folder(args.clean_folder, patch_size=patch_size or 64, seed=args.seed)
-        source = {"clean_folder": str(args.clean_folder), "patch_size": patch_size or 64}
+        source = {"clean_folder": str(args.clean_folder), "patch_size": dataset.patch_size}
     else:
         raise SystemExit("give the training data: --recipe F --data DIR, or --clean-folder DIR")
     val = validation_patches(dataset, args.val_images)

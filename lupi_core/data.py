@@ -293,10 +293,12 @@ class TaskMixture(Dataset):
     Item i: a generator seeded by (seed, i) picks a component with probability
     proportional to its weight and returns that component's item i (each
     component is itself deterministic in its index, so the mixture is too).
-    `len()` is a nominal epoch: the components' lengths summed.
+    `len()` is a nominal epoch: the components' lengths summed. `names` (a recipe's
+    task names) label the components in what a run records of its data.
     """
 
-    def __init__(self, components: Sequence[tuple[Dataset, float]], seed: int = 0) -> None:
+    def __init__(self, components: Sequence[tuple[Dataset, float]], seed: int = 0,
+                 names: Sequence[str] | None = None) -> None:
         if not components:
             raise ValueError("TaskMixture needs at least one (dataset, weight) component")
         weights = np.array([float(w) for _, w in components])
@@ -304,6 +306,7 @@ class TaskMixture(Dataset):
             raise ValueError(f"task weights must be positive numbers, got {weights.tolist()}")
         self.datasets = [d for d, _ in components]
         self.weights = weights.tolist()
+        self.names = list(names) if names is not None else [f"component {k}" for k in range(len(components))]
         self._cumulative = np.cumsum(weights / weights.sum())
         self.seed = int(seed)
 

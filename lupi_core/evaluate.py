@@ -200,10 +200,10 @@ def evaluate_benchmark(pipeline, data_dir: str | Path, benchmark: str, limit: in
             scores[column.key] = {m: float(np.mean([r[m] for r in mine])) for m in ("psnr", "ssim")}
         average = {m: float(np.mean([s[m] for s in scores.values()])) for m in ("psnr", "ssim")}
         rows.append({"key": method, "method": labels[method], "scores": scores, "average": average})
+    chosen = {c.key for c in columns}
     published = []
     for name, values in RESTORATION[benchmark].items():
-        scores = {key: {"psnr": p, "ssim": s} for key, (p, s) in zip(BENCHMARKS[benchmark], values)
-                  if any(c.key == key for c in columns)}
+        scores = {key: {"psnr": p, "ssim": s} for key, (p, s) in zip(BENCHMARKS[benchmark], values) if key in chosen}
         average = ({"psnr": values[-1][0], "ssim": values[-1][1]} if len(columns) == len(BENCHMARKS[benchmark])
                    else {m: float(np.mean([v[m] for v in scores.values()])) for m in ("psnr", "ssim")})
         published.append({"method": name, "scores": scores, "average": average})

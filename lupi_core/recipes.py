@@ -136,4 +136,4 @@ def load_recipe(recipe: str | Path | Mapping[str, Any], data_root: str | Path, s
         except ValueError as error:
             raise ValueError(f"{source}, {error}") from None
         components.append((dataset, task_weights.get(spec.name, spec.weight)))
-    return TaskMixture(components, seed=seed)
+    return TaskMixture(components, seed=seed, names=[spec.name for spec in specs])

@@ -397,10 +397,12 @@ class Trainer:
 
     def run(self) -> dict[str, Path]:
         """Train every stage of the mode; returns the weights files written."""
-        outputs = {}
+        outputs, teacher_readout = {}, None
         if self.cfg.mode == "lupi":
-            outputs["teacher"] = self._run_stage(self._stage1())
-        outputs["student"] = self._run_stage(self._stage2())
+            stage1 = self._stage1()
+            outputs["teacher"] = self._run_stage(stage1)
+            teacher_readout = stage1.readout  # trained, or restored from its checkpoint
+        outputs["student"] = self._run_stage(self._stage2(teacher_readout))
         return outputs
 
     # -- the stages ----------------------------------------------------------------------------
@@ -420,7 +422,7 @@ class Trainer:
         return Stage("stage1", teacher, loss_fn, self.cfg.stage1_steps, TEACHER_FILE, 0,
                      lambda model, deg, clean: model(deg, clean)[0], readout)
 
-    def _stage2(self) -> Stage:
+    def _stage2(self, teacher_readout: DegradationReadout | None = None) -> Stage:
         torch.manual_seed(self.cfg.seed + 1)
         student = build_student(self.model_cfg, with_predictor=self.cfg.mode != "no-predictor")
         estimator = None
@@ -433,11 +435,8 @@ class Trainer:
         align_cfg = self.cfg.align
         with_prior = self.cfg.mode != "no-predictor"
         readout = self._readout() if with_prior else None
-        teacher_checkpoint = self.checkpoint_dir / "stage1.pt"
-        if readout is not None and teacher_checkpoint.is_file():  # d_S is read the way d_T was, to begin with
-            teacher_readout = torch.load(teacher_checkpoint, map_location=self.device, weights_only=True).get("readout")
-            if teacher_readout is not None:
-                readout.load_state_dict(teacher_readout)
+        if readout is not None and teacher_readout is not None:  # d_S is read the way d_T was, to begin with
+            readout.load_state_dict(teacher_readout.state_dict())
 
         def loss_fn(model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
             outputs = model(batch["degraded"], wrong_prior=with_prior and self.cfg.wrong_prior_weight > 0)
