@@ -1,9 +1,14 @@
 """How well does the student's prior d_S stand in for the teacher's d_T, on a run's patches?
+And which parts of a mixture pull the student against each other (`--gradients`)?
 
 On held-out patches of a recipe (sample indices no training step draws), prints the
 spread of d_T and d_S, their centred cosine similarity, the L1 of R_T and R_S fed d_T,
 d_S or the batch-mean d_T, and per task the L1 of the input and of R_S with d_S.
-`python -m lupi_core diagnose RUN_DIR RECIPE DATA_DIR`.
+With `--gradients`, prints instead each mixture component's gradient of L_recon on the
+student (its norm) and the cosines between the components' gradients: a negative cosine is
+two parts of the mixture asking for opposite steps, a small norm a part whose say in a shared
+step is small (docs/results/task-balance/).
+`python -m lupi_core diagnose RUN_DIR RECIPE DATA_DIR [--gradients]`; RUN_DIR may be assets/.
 """
 from __future__ import annotations
 
@@ -14,7 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from .data import HELD_OUT_DRAWS
+from .losses import frequency_loss, reconstruction_loss
 from .recipes import load_recipe
+from .trainer import STUDENT_FILE, TEACHER_FILE, warm_start_file
 from .weights import load_model
 
 
@@ -29,8 +36,8 @@ def _per_patch_l1(restorer, degraded: torch.Tensor, prior: torch.Tensor, clean: 
 def diagnose(run_dir: Path, recipe: Path, data: Path, patches: int = 64, patch_size: int | None = None,
              device: str = "auto") -> list[str]:
     """The report's lines for the teacher and student of `run_dir`."""
-    teacher = load_model(run_dir / "teacher.safetensors", kind="teacher", device=device)
-    student = load_model(run_dir / "student.safetensors", kind="student", device=device)
+    teacher = load_model(warm_start_file(run_dir, TEACHER_FILE, "teacher"), kind="teacher", device=device)
+    student = load_model(warm_start_file(run_dir, STUDENT_FILE, "student"), kind="student", device=device)
     dataset = load_recipe(recipe, data, seed=0, patch_size=patch_size)
     items = [dataset[HELD_OUT_DRAWS + i] for i in range(patches)]
     place = next(student.parameters()).device
@@ -56,15 +63,56 @@ def diagnose(run_dir: Path, recipe: Path, data: Path, patches: int = 64, patch_s
     return lines
 
 
+def gradient_report(run_dir: Path, recipe: Path, data: Path, patches: int = 16, patch_size: int | None = None,
+                    frequency_weight: float = 0.0, device: str = "auto") -> list[str]:
+    """The report's lines: per mixture component, the norm of the gradient of L_recon (L1 plus
+    `frequency_weight` x the spectrum L1, as `train` weighs them) on the student's trainable
+    weights over `patches` held-out patches, then the matrix of cosines between components."""
+    student = load_model(warm_start_file(run_dir, STUDENT_FILE, "student"), kind="student", device=device).train()
+    mixture = load_recipe(recipe, data, seed=0, patch_size=patch_size)
+    place = next(student.parameters()).device
+    params = [p for p in student.parameters() if p.requires_grad]
+    gradients = {}
+    for name, component in zip(mixture.names, mixture.datasets):
+        items = [component[HELD_OUT_DRAWS + i] for i in range(patches)]
+        degraded = torch.stack([item["degraded"] for item in items]).to(place)
+        clean = torch.stack([item["clean"] for item in items]).to(place)
+        student.zero_grad(set_to_none=True)
+        restored = student(degraded)[0]
+        (reconstruction_loss(restored, clean) + frequency_weight * frequency_loss(restored, clean)).backward()
+        gradients[name] = torch.cat([p.grad.flatten() for p in params if p.grad is not None])
+    names = list(gradients)
+    width = max(len(name) for name in names)
+    lines = [f"patches per component: {patches}", "gradient norm of L_recon:"]
+    lines += [f"  {name:<{width}}  {gradients[name].norm():.4f}" for name in names]
+    lines.append("cosines between the components' gradients (columns in the same order):")
+    for a in names:
+        cosines = (F.cosine_similarity(gradients[a], gradients[b], dim=0).item() for b in names)
+        lines.append(f"  {a:<{width}} " + " ".join(f"{c:+6.2f}" for c in cosines))
+    return lines
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run", type=Path, help="a training run folder (holds teacher.safetensors, student.safetensors)")
+    parser.add_argument("run_dir", metavar="RUN", type=Path,
+                        help="a training run folder (holds teacher.safetensors, student.safetensors), "
+                             "or a folder of exported weights such as assets/")
     parser.add_argument("recipe", type=Path, help="the task-mixture TOML the patches come from")
     parser.add_argument("data", type=Path, help="root folder the recipe's paths are relative to")
     parser.add_argument("--patches", type=int, default=64, help="held-out patches to score")
     parser.add_argument("--patch-size", type=int, default=None, help="override the recipe's patch size")
+    parser.add_argument("--gradients", action="store_true",
+                        help="report each mixture component's gradient norm and the cosines between them instead "
+                             "(--patches per component)")
+    parser.add_argument("--frequency-weight", type=float, default=0.0,
+                        help="with --gradients: the spectrum L1's weight in L_recon, as the run trained it")
 
 
 def run(args: argparse.Namespace) -> int:
-    for line in diagnose(args.run, args.recipe, args.data, args.patches, args.patch_size, args.device):
+    if args.gradients:
+        lines = gradient_report(args.run_dir, args.recipe, args.data, args.patches, args.patch_size,
+                                args.frequency_weight, args.device)
+    else:
+        lines = diagnose(args.run_dir, args.recipe, args.data, args.patches, args.patch_size, args.device)
+    for line in lines:
         print(line)
     return 0

@@ -42,19 +42,25 @@ class AlignConfig:
             raise ValueError("alignment temperature must be positive")
 
 
-def reconstruction_loss(restored: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
-    """L1 between the restoration and the clean image (eq. 3, and L_recon of eq. 4)."""
-    return F.l1_loss(restored, clean)
+def _weighted_mean(per_sample: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    return per_sample.mean() if weights is None else (per_sample * weights).mean()
 
 
-def frequency_loss(restored: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+def reconstruction_loss(restored: torch.Tensor, clean: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """L1 between the restoration and the clean image (eq. 3, and L_recon of eq. 4); `weights`,
+    one per sample, scale each patch's L1 (balance.py), None weighs them equally."""
+    return _weighted_mean((restored.float() - clean.float()).abs().mean(dim=(1, 2, 3)), weights)
+
+
+def frequency_loss(restored: torch.Tensor, clean: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """L1 between the 2-D spectra (real and imaginary parts) of the restoration and the clean image.
 
     The FFT is orthonormal, so the term does not grow with the patch size; at 128 px,
-    MoCE-IR's weight of 0.1 on an unnormalised FFT is a weight of 12.8 here.
+    MoCE-IR's weight of 0.1 on an unnormalised FFT is a weight of 12.8 here. `weights` as in
+    reconstruction_loss.
     """
     spectrum = torch.fft.rfft2(restored.float() - clean.float(), norm="ortho")
-    return torch.view_as_real(spectrum).abs().mean()
+    return _weighted_mean(torch.view_as_real(spectrum).abs().mean(dim=(1, 2, 3, 4)), weights)
 
 
 def wrong_prior_loss(restored: torch.Tensor, wrong: torch.Tensor, clean: torch.Tensor, different: torch.Tensor,

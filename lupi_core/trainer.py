@@ -37,6 +37,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
+from .balance import TaskBalance, probe_batches
 from .config import DB_FILM_INITS, ESTIMATOR_DESIGNS, ESTIMATOR_INPUTS, PRESETS, ModelConfig
 from .data import HELD_OUT_DRAWS, STAGE2_DRAWS
 from .hardware import PRECISIONS, autocast_dtype, keep_freed_memory, resolve_device
@@ -114,6 +115,12 @@ class TrainConfig:
     readout_weight: float = setting(0.0, help="weight of the readout term: a linear read of the prior must name "
                                               "each patch's task and, for synthetic patches, its severity, in both "
                                               "stages (d_T, then d_S; 0: off)")
+    task_balance: float = setting(0.0, help="weigh each task's reconstruction loss by its gradient norm to the power "
+                                            "-TASK_BALANCE, the norms measured on held-out patches of each task every "
+                                            "--balance-every steps (balance.py): 1 gives every task's gradient the "
+                                            "same norm, 0 is off (one L1 over the mixture, as the paper)")
+    balance_every: int = setting(100, help="steps between the task balance's measurements")
+    balance_patches: int = setting(8, help="held-out patches per task that the task balance measures on")
     stage1_prior_terms: bool = setting(True, help="apply the wrong-prior, contrast and readout terms in Stage 1 as "
                                                   "well as in Stage 2 (off: Stage 1 trains R_T on eq. 3 alone)")
     patch_schedule: str | None = setting(None, type=str,
@@ -155,6 +162,9 @@ class TrainConfig:
         for name in ("frequency_weight", "wrong_prior_weight", "wrong_prior_margin", "contrast_weight", "readout_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.task_balance < 0 or self.balance_every < 1 or self.balance_patches < 1:
+            raise ValueError(f"task_balance must be >= 0 and balance_every and balance_patches >= 1, got "
+                             f"{self.task_balance}, {self.balance_every}, {self.balance_patches}")
         if self.contrast_severity_bins < 0:
             raise ValueError(f"contrast_severity_bins must be >= 0, got {self.contrast_severity_bins}")
         if self.contrast_temperature <= 0:
@@ -224,8 +234,8 @@ def dataset_tasks(dataset: Dataset) -> tuple[str, ...]:
     """The task labels a dataset's items carry (a TaskMixture's components', or its own), sorted."""
     tasks = {getattr(part, "task", None) for part in getattr(dataset, "datasets", [dataset])}
     if None in tasks:
-        raise ValueError("the readout term needs a dataset whose parts name their task (a `task` attribute, as "
-                         "lupi_core.data's datasets and a recipe's mixture have)")
+        raise ValueError("the readout term and the task balance need a dataset whose parts name their task (a "
+                         "`task` attribute, as lupi_core.data's datasets and a recipe's mixture have)")
     return tuple(sorted(tasks))
 
 
@@ -309,6 +319,7 @@ class Stage:
     data_offset: int
     evaluate: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]  # (model, degraded, clean)
     readout: DegradationReadout | None = None  # trained beside the model, not saved with it
+    balance: TaskBalance | None = None  # the tasks' loss weights, kept in the checkpoint
 
 
 class WeightAverage:
@@ -416,11 +427,11 @@ class Trainer:
 
         def loss_fn(model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
             outputs = model(batch["degraded"], batch["clean"], wrong_prior=prior_terms and self.cfg.wrong_prior_weight > 0)
-            losses = self._reconstruction(outputs[0], batch["clean"])
+            losses = self._reconstruction(outputs[0], batch)
             return self._with_prior_terms(losses, outputs, batch, readout) if prior_terms else losses
 
         return Stage("stage1", teacher, loss_fn, self.cfg.stage1_steps, TEACHER_FILE, 0,
-                     lambda model, deg, clean: model(deg, clean)[0], readout)
+                     lambda model, deg, clean: model(deg, clean)[0], readout, self._balance())
 
     def _stage2(self, teacher_readout: DegradationReadout | None = None) -> Stage:
         torch.manual_seed(self.cfg.seed + 1)
@@ -441,7 +452,7 @@ class Trainer:
         def loss_fn(model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
             outputs = model(batch["degraded"], wrong_prior=with_prior and self.cfg.wrong_prior_weight > 0)
             restored, student_prior = outputs[:2]
-            losses = self._reconstruction(restored, batch["clean"])
+            losses = self._reconstruction(restored, batch)
             if with_prior:
                 losses = self._with_prior_terms(losses, outputs, batch, readout)
             if estimator is None:
@@ -452,7 +463,7 @@ class Trainer:
             return {**losses, "loss": losses["loss"] + align_cfg.weight * align, "align": align}
 
         return Stage("stage2", student, loss_fn, self.cfg.stage2_steps, STUDENT_FILE, STAGE2_DRAWS,
-                     lambda model, deg, clean: model(deg)[0], readout)
+                     lambda model, deg, clean: model(deg)[0], readout, self._balance())
 
     def _readout(self) -> DegradationReadout | None:
         """The stage's linear read of the prior, when the readout term is on."""
@@ -460,13 +471,25 @@ class Trainer:
             return None
         return DegradationReadout(self.model_cfg.prior_dim, dataset_tasks(self.dataset)).to(self.device)
 
-    def _reconstruction(self, restored: torch.Tensor, clean: torch.Tensor) -> dict[str, torch.Tensor]:
-        """L_recon: the L1 of eq. 3, plus the spectrum L1 when frequency_weight > 0."""
-        l1 = reconstruction_loss(restored, clean)
-        if not self.cfg.frequency_weight:
-            return {"loss": l1, "l1": l1}
-        spectrum = frequency_loss(restored, clean)
-        return {"loss": l1 + self.cfg.frequency_weight * spectrum, "l1": l1, "spectrum": spectrum}
+    def _balance(self) -> TaskBalance | None:
+        """The stage's task balance, when it is on."""
+        if not self.cfg.task_balance:
+            return None
+        probes = probe_batches(self.dataset, dataset_tasks(self.dataset), self.cfg.balance_patches)
+        return TaskBalance(probes, self.cfg.balance_every, self.cfg.task_balance)
+
+    def _reconstruction(self, restored: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
+        """L_recon: the L1 of eq. 3, plus the spectrum L1 when frequency_weight > 0, each patch
+        weighted by its task's balance weight when the batch carries them ("loss_weight")."""
+        clean, weights = batch["clean"], batch.get("loss_weight")
+        l1 = reconstruction_loss(restored, clean, weights)
+        losses = {"loss": l1, "l1": l1}
+        if weights is not None:  # the log keeps the plain L1 too, comparable with an unbalanced run's
+            losses["plain_l1"] = reconstruction_loss(restored.detach(), clean)
+        if self.cfg.frequency_weight:
+            spectrum = frequency_loss(restored, clean, weights)
+            losses.update(loss=l1 + self.cfg.frequency_weight * spectrum, spectrum=spectrum)
+        return losses
 
     def _with_prior_terms(self, losses: dict[str, torch.Tensor], outputs: tuple, batch: dict,
                           readout: DegradationReadout | None) -> dict[str, torch.Tensor]:
@@ -550,9 +573,19 @@ class Trainer:
         model.train()
         started = time.perf_counter() - elapsed
         while step < stage.steps:
-            batch = centre_crop(next(batches), cfg.patch_size_at(step, stage.steps))
-            batch = {k: v.to(device, memory_format=torch.channels_last, non_blocking=True)
-                     if torch.is_tensor(v) and v.dim() == 4 else v for k, v in batch.items()}
+            patch_size = cfg.patch_size_at(step, stage.steps)
+
+            def prepare(batch: dict) -> dict:
+                return {k: v.to(device, memory_format=torch.channels_last, non_blocking=True)
+                        if torch.is_tensor(v) and v.dim() == 4 else v for k, v in centre_crop(batch, patch_size).items()}
+
+            batch = prepare(next(batches))
+            if stage.balance is not None:
+                if step % stage.balance.every == 0:
+                    with autocast:
+                        stage.balance.measure(model, lambda m, b: self._reconstruction(
+                            stage.evaluate(m, b["degraded"], b["clean"]), b)["loss"], prepare)
+                batch["loss_weight"] = stage.balance.per_sample(list(batch["task"]), device)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, stage.steps, cfg.lr, cfg.warmup_steps)
             with autocast:
@@ -571,10 +604,12 @@ class Trainer:
             if self.dist.is_main and (step % cfg.log_every == 0 or step == stage.steps):
                 record = {"step": step, "lr": optimizer.param_groups[0]["lr"], "patch": batch["degraded"].shape[-1],
                           **{k: round(v.item(), 5) for k, v in losses.items()}, "precision": precision,
+                          **({"task_weights": {t: round(w, 4) for t, w in stage.balance.weights.items()}}
+                             if stage.balance is not None else {}),
                           "seconds": round(time.perf_counter() - started, 2)}
                 self._log(stage, average.model if average else model, record, bar)
             if step % cfg.checkpoint_every == 0 or step == stage.steps:
-                self._save_checkpoint(checkpoint_path, model, optimizer, average, step, stage.readout)
+                self._save_checkpoint(checkpoint_path, model, optimizer, average, step, stage)
         bar.close()
         return precision
 
@@ -587,6 +622,8 @@ class Trainer:
         model.load_state_dict(state["model"])
         if stage.readout is not None:
             stage.readout.load_state_dict(state["readout"])
+        if stage.balance is not None:
+            stage.balance.weights = state["task_balance"]
         optimizer.load_state_dict(state["optimizer"])
         if average is not None:
             average.load_state_dict(state["average"])
@@ -616,12 +653,14 @@ class Trainer:
             log.write(json.dumps(record) + "\n")
 
     def _save_checkpoint(self, path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                         average: WeightAverage | None, step: int, readout: DegradationReadout | None) -> None:
+                         average: WeightAverage | None, step: int, stage: Stage) -> None:
         if self.dist.is_main:
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                      "rng": _rng_state()}
-            if readout is not None:
-                state["readout"] = readout.state_dict()
+            if stage.readout is not None:
+                state["readout"] = stage.readout.state_dict()
+            if stage.balance is not None:
+                state["task_balance"] = stage.balance.weights
             if average is not None:
                 state["average"] = average.state_dict()
             tmp = path.with_suffix(".tmp")

@@ -113,3 +113,15 @@ def test_prior_contrast_loss_clusters_priors_by_task():
         prior_contrast_loss(priors, labels, 0.1).backward()
         optimizer.step()
     assert cosine(priors.detach()) > before + 0.1
+
+
+def test_per_sample_weights_scale_each_patch_of_the_reconstruction_and_spectrum_terms():
+    torch.manual_seed(0)
+    clean = torch.rand(3, 3, 16, 16)
+    restored = clean + 0.1 * torch.randn_like(clean)
+    per_patch = (restored - clean).abs().mean(dim=(1, 2, 3))
+    weights = torch.tensor([2.0, 0.5, 0.0])
+    assert reconstruction_loss(restored, clean).item() == pytest.approx(F.l1_loss(restored, clean).item(), rel=1e-6)
+    assert reconstruction_loss(restored, clean, weights).item() == pytest.approx((per_patch * weights).mean().item(), rel=1e-6)
+    alone = [frequency_loss(restored[i:i + 1], clean[i:i + 1]).item() for i in range(3)]
+    assert frequency_loss(restored, clean, weights).item() == pytest.approx((2 * alone[0] + 0.5 * alone[1]) / 3, rel=1e-5)

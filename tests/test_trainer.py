@@ -350,7 +350,8 @@ def _train_command(clean: Path, out: Path) -> list[str]:
             "--checkpoint-every", "2", "--log-every", "1", "--val-images", "0", "--threads", "1", "--no-progress",
             "--device", "cpu", "--seed", "3", "--precision", "bf16",  # resume is exact under bf16 autocast
             "--ema-decay", "0.9", "--patch-schedule", "16:0.5,32:0.5",  # and with the average and the schedule
-            "--readout-weight", "0.5"]  # and with the readout head, which trains beside the model
+            "--readout-weight", "0.5",  # and with the readout head, which trains beside the model
+            "--task-balance", "1", "--balance-every", "3", "--balance-patches", "2"]  # and the task weights
 
 
 def _env() -> dict:
@@ -610,3 +611,22 @@ def test_the_readout_loss_counts_only_known_severities():
     wrong = readout_loss(logits, torch.tensor([0.5, 0.9]), tasks, torch.tensor([0.0, float("nan")]))
     assert wrong.item() == pytest.approx(certain.item() + 0.25)
     assert readout_loss(logits, torch.tensor([0.5, 0.9]), tasks, None).item() == pytest.approx(certain.item())
+
+
+def test_the_task_balance_weighs_each_task_by_its_inverse_gradient_norm_in_both_stages(tmp_path):
+    from lupi_core.data import TaskMixture
+
+    mixture = TaskMixture([(Labelled("denoise"), 1.0), (Labelled("deblur"), 1.0)], seed=0)
+    cfg = _config(tmp_path, mode="lupi", batch_size=4, task_balance=1.0, balance_every=2, balance_patches=2,
+                  checkpoint_every=1)
+    Trainer(cfg, mixture).run()
+    for stage in ("stage1", "stage2"):
+        log = _log(tmp_path / f"{stage}_log.jsonl")
+        weights = [r["task_weights"] for r in log]
+        assert all(set(w) == {"denoise", "deblur"} and sum(w.values()) == pytest.approx(2.0, abs=1e-3) for w in weights)
+        assert weights[0] != {"denoise": 1.0, "deblur": 1.0}  # measured before the first step
+        saved = torch.load(tmp_path / "checkpoints" / f"{stage}.pt", weights_only=True)["task_balance"]
+        assert saved == pytest.approx(weights[-1], abs=1e-4)  # resumable
+        assert all(r["plain_l1"] > 0 and r["loss"] != r["plain_l1"] for r in log)  # the unweighted L1, logged beside
+    with pytest.raises(ValueError, match="balance_every"):
+        TrainConfig(out_dir=tmp_path, balance_every=0)
