@@ -3,7 +3,9 @@ And which parts of a mixture pull the student against each other (`--gradients`)
 
 On held-out patches of a recipe (sample indices no training step draws), prints the
 spread of d_T and d_S, their centred cosine similarity, the L1 of R_T and R_S fed d_T,
-d_S or the batch-mean d_T, and per task the L1 of the input and of R_S with d_S.
+d_S or the batch-mean d_T, and per task the L1 of the input, of R_T with d_T and with d_S, and
+of R_S with d_S, and how much of the last is one colour offset over the patch (the mean over
+the patch of its error).
 With `--gradients`, prints instead each mixture component's gradient of L_recon on the
 student (its norm) and the cosines between the components' gradients: a negative cosine is
 two parts of the mixture asking for opposite steps, a small norm a part whose say in a shared
@@ -54,12 +56,16 @@ def diagnose(run_dir: Path, recipe: Path, data: Path, patches: int = 64, patch_s
         priors = {"d_T": d_t, "d_S": d_s, "mean d_T": d_t.mean(dim=0, keepdim=True).expand_as(d_t)}
         errors = {name: {label: _per_patch_l1(restorer, degraded, prior, clean) for label, prior in priors.items()}
                   for name, restorer in (("R_T", teacher.restorer), ("R_S", student.restorer))}
+        # the part of R_S's error that is one colour offset over the whole patch (coherent, as haze's)
+        offset = (student.restorer(degraded, d_s) - clean).mean(dim=(2, 3)).abs().mean(dim=1)
     for name, by_prior in errors.items():
         lines.append(f"{name}: " + "   ".join(f"with {label} {error.mean():.4f}" for label, error in by_prior.items()))
     for task in sorted(set(tasks)):
         mask = torch.tensor([t == task for t in tasks], device=place)
         lines.append(f"{task:>9} ({int(mask.sum())} patches): L1 of the input {input_error[mask].mean():.4f}   "
-                     f"of R_S with d_S {errors['R_S']['d_S'][mask].mean():.4f}")
+                     f"of R_T with d_T {errors['R_T']['d_T'][mask].mean():.4f}, with d_S "
+                     f"{errors['R_T']['d_S'][mask].mean():.4f}   of R_S with d_S {errors['R_S']['d_S'][mask].mean():.4f}, "
+                     f"of which its colour offset {offset[mask].mean():.4f}")
     return lines
 
 

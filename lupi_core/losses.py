@@ -46,10 +46,28 @@ def _weighted_mean(per_sample: torch.Tensor, weights: torch.Tensor | None) -> to
     return per_sample.mean() if weights is None else (per_sample * weights).mean()
 
 
-def reconstruction_loss(restored: torch.Tensor, clean: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+def reconstruction_loss(restored: torch.Tensor, clean: torch.Tensor, weights: torch.Tensor | None = None,
+                        coarse_block: int = 16, coarse_scale: float = 0.0) -> torch.Tensor:
     """L1 between the restoration and the clean image (eq. 3, and L_recon of eq. 4); `weights`,
-    one per sample, scale each patch's L1 (balance.py), None weighs them equally."""
-    return _weighted_mean((restored.float() - clean.float()).abs().mean(dim=(1, 2, 3)), weights)
+    one per sample, scale each patch's L1 (balance.py), None weighs them equally.
+
+    With `coarse_scale` > 0 the error's means over coarse_block x coarse_block blocks are scored
+    by a squared error, mean(m^2) / (2 coarse_scale), and the rest of the error by L1. L1's
+    gradient is a sign per pixel, so an error that is smooth over the patch (haze's, low
+    light's) pushes with every pixel at full strength however small it is; squared, its push
+    shrinks with it, and equals L1's where the block mean is coarse_scale (docs/results/task-balance/).
+    """
+    error = restored.float() - clean.float()
+    if not coarse_scale:
+        return _weighted_mean(error.abs().mean(dim=(1, 2, 3)), weights)
+    height, width = error.shape[-2:]
+    if height % coarse_block or width % coarse_block:
+        raise ValueError(f"the coarse error term needs patches whose sides are multiples of {coarse_block} px, "
+                         f"got {height}x{width}; change the patch size or --coarse-block")
+    coarse = F.avg_pool2d(error, coarse_block)
+    fine = error - F.interpolate(coarse, scale_factor=coarse_block, mode="nearest")
+    per_sample = fine.abs().mean(dim=(1, 2, 3)) + coarse.square().mean(dim=(1, 2, 3)) / (2 * coarse_scale)
+    return _weighted_mean(per_sample, weights)
 
 
 def frequency_loss(restored: torch.Tensor, clean: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:

@@ -115,6 +115,10 @@ class TrainConfig:
     readout_weight: float = setting(0.0, help="weight of the readout term: a linear read of the prior must name "
                                               "each patch's task and, for synthetic patches, its severity, in both "
                                               "stages (d_T, then d_S; 0: off)")
+    coarse_scale: float = setting(0.0, help="score the error's block means (--coarse-block px) by a squared error "
+                                            "that equals L1's push where a block mean is this large, and the rest "
+                                            "of the error by L1 (losses.reconstruction_loss; 0: L1 alone, as the paper)")
+    coarse_block: int = setting(16, help="the block size of the coarse error term")
     task_balance: float = setting(0.0, help="weigh each task's reconstruction loss by its gradient norm to the power "
                                             "-TASK_BALANCE, the norms measured on held-out patches of each task every "
                                             "--balance-every steps (balance.py): 1 gives every task's gradient the "
@@ -162,6 +166,9 @@ class TrainConfig:
         for name in ("frequency_weight", "wrong_prior_weight", "wrong_prior_margin", "contrast_weight", "readout_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.coarse_scale < 0 or self.coarse_block < 1:
+            raise ValueError(f"coarse_scale must be >= 0 and coarse_block >= 1, got {self.coarse_scale}, "
+                             f"{self.coarse_block}")
         if self.task_balance < 0 or self.balance_every < 1 or self.balance_patches < 1:
             raise ValueError(f"task_balance must be >= 0 and balance_every and balance_patches >= 1, got "
                              f"{self.task_balance}, {self.balance_every}, {self.balance_patches}")
@@ -479,12 +486,13 @@ class Trainer:
         return TaskBalance(probes, self.cfg.balance_every, self.cfg.task_balance)
 
     def _reconstruction(self, restored: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
-        """L_recon: the L1 of eq. 3, plus the spectrum L1 when frequency_weight > 0, each patch
-        weighted by its task's balance weight when the batch carries them ("loss_weight")."""
+        """L_recon: the L1 of eq. 3 (its coarse part squared when coarse_scale > 0), plus the spectrum
+        L1 when frequency_weight > 0, each patch weighted by its task's balance weight when the
+        batch carries them ("loss_weight")."""
         clean, weights = batch["clean"], batch.get("loss_weight")
-        l1 = reconstruction_loss(restored, clean, weights)
+        l1 = reconstruction_loss(restored, clean, weights, self.cfg.coarse_block, self.cfg.coarse_scale)
         losses = {"loss": l1, "l1": l1}
-        if weights is not None:  # the log keeps the plain L1 too, comparable with an unbalanced run's
+        if weights is not None or self.cfg.coarse_scale:  # the plain L1 too, comparable with the paper's runs
             losses["plain_l1"] = reconstruction_loss(restored.detach(), clean)
         if self.cfg.frequency_weight:
             spectrum = frequency_loss(restored, clean, weights)

@@ -46,6 +46,9 @@ def test_the_gradient_report_gives_each_component_a_norm_and_a_symmetric_cosine_
 def test_the_prior_report_scores_each_task(layout):
     lines = diagnose(*layout, patches=6, device="cpu")
     assert any(line.strip().startswith("clean (") for line in lines) and "centred cosine" in lines[2]
+    for line in [line for line in lines if "patches):" in line]:  # per task: R_S's L1 and its colour offset
+        l1, offset = float(line.split("R_S with d_S ")[1].split(",")[0]), float(line.split()[-1])
+        assert 0 <= offset <= l1 + 1e-4
 
 
 def test_the_command_line_runs_both_reports(layout, capsys):

@@ -125,3 +125,22 @@ def test_per_sample_weights_scale_each_patch_of_the_reconstruction_and_spectrum_
     assert reconstruction_loss(restored, clean, weights).item() == pytest.approx((per_patch * weights).mean().item(), rel=1e-6)
     alone = [frequency_loss(restored[i:i + 1], clean[i:i + 1]).item() for i in range(3)]
     assert frequency_loss(restored, clean, weights).item() == pytest.approx((2 * alone[0] + 0.5 * alone[1]) / 3, rel=1e-5)
+
+
+def test_the_coarse_term_squares_the_block_means_and_keeps_l1_for_the_rest():
+    torch.manual_seed(0)
+    clean = (torch.rand(2, 3, 32, 32) * 128).round() / 256  # dyadic values: the offsets below add exactly
+    texture = 0.05 * torch.sign(torch.randn(2, 3, 32, 32))
+    texture = texture - F.avg_pool2d(texture, 16).repeat_interleave(16, -1).repeat_interleave(16, -2)  # no block mean
+    # an error with zero block means is scored by L1 as before
+    assert reconstruction_loss(clean + texture, clean, coarse_scale=0.5).item() == pytest.approx(
+        reconstruction_loss(clean + texture, clean).item(), rel=1e-5)
+    # a constant offset m is scored m^2 / (2 scale): its push is L1's where m is the scale, less below it
+    offset = 1 / 16
+    assert reconstruction_loss(clean + offset, clean, coarse_scale=0.5).item() == pytest.approx(offset ** 2, rel=1e-5)
+    assert reconstruction_loss(clean + offset, clean, coarse_scale=offset).item() == pytest.approx(offset / 2, rel=1e-5)
+    restored = (clean + offset).requires_grad_()
+    reconstruction_loss(restored, clean, coarse_scale=10 * offset).backward()
+    assert restored.grad.abs().sum().item() == pytest.approx(0.1, rel=1e-4)  # L1's push is 1: a tenth at m = scale / 10
+    with pytest.raises(ValueError, match="multiples of 16"):
+        reconstruction_loss(clean[..., :30], clean[..., :30], coarse_scale=0.5)

@@ -630,3 +630,12 @@ def test_the_task_balance_weighs_each_task_by_its_inverse_gradient_norm_in_both_
         assert all(r["plain_l1"] > 0 and r["loss"] != r["plain_l1"] for r in log)  # the unweighted L1, logged beside
     with pytest.raises(ValueError, match="balance_every"):
         TrainConfig(out_dir=tmp_path, balance_every=0)
+
+
+def test_the_coarse_error_term_trains_and_logs_the_plain_l1_beside_it(tmp_path):
+    Trainer(_config(tmp_path, mode="no-predictor", stage2_steps=2, coarse_scale=0.25, coarse_block=16),
+            NoisyPhotos(32)).run()
+    for r in _log(tmp_path / "stage2_log.jsonl"):
+        assert r["loss"] == pytest.approx(r["l1"]) and r["l1"] > 0 and r["plain_l1"] > 0 and r["l1"] != r["plain_l1"]
+    with pytest.raises(ValueError, match="coarse_scale"):
+        TrainConfig(out_dir=tmp_path, coarse_scale=-1)
