@@ -70,10 +70,12 @@ def diagnose(run_dir: Path, recipe: Path, data: Path, patches: int = 64, patch_s
 
 
 def gradient_report(run_dir: Path, recipe: Path, data: Path, patches: int = 16, patch_size: int | None = None,
-                    frequency_weight: float = 0.0, device: str = "auto") -> list[str]:
-    """The report's lines: per mixture component, the norm of the gradient of L_recon (L1 plus
-    `frequency_weight` x the spectrum L1, as `train` weighs them) on the student's trainable
-    weights over `patches` held-out patches, then the matrix of cosines between components."""
+                    frequency_weight: float = 0.0, coarse_scale: float = 0.0, coarse_block: int = 16,
+                    device: str = "auto") -> list[str]:
+    """The report's lines: per mixture component, the norm of the gradient of L_recon (L1, its
+    coarse part squared when coarse_scale > 0, plus `frequency_weight` x the spectrum L1, as
+    `train` weighs them) on the student's trainable weights over `patches` held-out patches,
+    then the matrix of cosines between components."""
     student = load_model(warm_start_file(run_dir, STUDENT_FILE, "student"), kind="student", device=device).train()
     mixture = load_recipe(recipe, data, seed=0, patch_size=patch_size)
     place = next(student.parameters()).device
@@ -85,7 +87,8 @@ def gradient_report(run_dir: Path, recipe: Path, data: Path, patches: int = 16, 
         clean = torch.stack([item["clean"] for item in items]).to(place)
         student.zero_grad(set_to_none=True)
         restored = student(degraded)[0]
-        (reconstruction_loss(restored, clean) + frequency_weight * frequency_loss(restored, clean)).backward()
+        recon = reconstruction_loss(restored, clean, coarse_block=coarse_block, coarse_scale=coarse_scale)
+        (recon + frequency_weight * frequency_loss(restored, clean)).backward()
         gradients[name] = torch.cat([p.grad.flatten() for p in params if p.grad is not None])
     names = list(gradients)
     width = max(len(name) for name in names)
@@ -111,12 +114,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(--patches per component)")
     parser.add_argument("--frequency-weight", type=float, default=0.0,
                         help="with --gradients: the spectrum L1's weight in L_recon, as the run trained it")
+    parser.add_argument("--coarse-scale", type=float, default=0.0,
+                        help="with --gradients: L_recon's coarse error term, as `train --coarse-scale` (0: L1 alone)")
+    parser.add_argument("--coarse-block", type=int, default=16, help="with --gradients: as `train --coarse-block`")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.gradients:
         lines = gradient_report(args.run_dir, args.recipe, args.data, args.patches, args.patch_size,
-                                args.frequency_weight, args.device)
+                                args.frequency_weight, args.coarse_scale, args.coarse_block, args.device)
     else:
         lines = diagnose(args.run_dir, args.recipe, args.data, args.patches, args.patch_size, args.device)
     for line in lines:

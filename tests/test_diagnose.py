@@ -41,6 +41,8 @@ def test_the_gradient_report_gives_each_component_a_norm_and_a_symmetric_cosine_
     assert [matrix[i][i] for i in range(3)] == [1.0, 1.0, 1.0]
     assert all(matrix[i][j] == pytest.approx(matrix[j][i], abs=0.011) for i in range(3) for j in range(3))
     assert all(-1 <= c <= 1 for row in matrix for c in row)
+    squared = gradient_report(*layout, patches=2, frequency_weight=1.0, coarse_scale=0.25, device="cpu")
+    assert squared[2:5] != lines[2:5]  # the coarse term changes the gradients it reports
 
 
 def test_the_prior_report_scores_each_task(layout):
