@@ -370,6 +370,12 @@ def centre_crop(batch: dict, size: int | None) -> dict:
             for k, v in batch.items()}
 
 
+def to_device(batch: dict, device: torch.device) -> dict:
+    """The batch's images on `device`, channels-last; its other entries (task names, ...) as they are."""
+    return {k: v.to(device, memory_format=torch.channels_last, non_blocking=True)
+            if torch.is_tensor(v) and v.dim() == 4 else v for k, v in batch.items()}
+
+
 def _rng_state() -> dict:
     state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
              "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64))}
@@ -582,17 +588,13 @@ class Trainer:
         started = time.perf_counter() - elapsed
         while step < stage.steps:
             patch_size = cfg.patch_size_at(step, stage.steps)
-
-            def prepare(batch: dict) -> dict:
-                return {k: v.to(device, memory_format=torch.channels_last, non_blocking=True)
-                        if torch.is_tensor(v) and v.dim() == 4 else v for k, v in centre_crop(batch, patch_size).items()}
-
-            batch = prepare(next(batches))
+            batch = to_device(centre_crop(next(batches), patch_size), device)
             if stage.balance is not None:
                 if step % stage.balance.every == 0:
                     with autocast:
                         stage.balance.measure(model, lambda m, b: self._reconstruction(
-                            stage.evaluate(m, b["degraded"], b["clean"]), b)["loss"], prepare)
+                            stage.evaluate(m, b["degraded"], b["clean"]), b)["loss"],
+                            lambda b: to_device(centre_crop(b, patch_size), device))
                 batch["loss_weight"] = stage.balance.per_sample(list(batch["task"]), device)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, stage.steps, cfg.lr, cfg.warmup_steps)
