@@ -42,6 +42,16 @@ def probe_batches(dataset, tasks: tuple[str, ...], patches: int, scan_limit: int
                    "clean": torch.stack([x["clean"] for x in items])} for task, items in found.items()}
 
 
+def loss_gradient(model: nn.Module, loss: torch.Tensor) -> torch.Tensor:
+    """The gradient of `loss` over the model's trainable weights, flattened into one vector;
+    leaves no gradients behind."""
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+    gradient = torch.cat([p.grad.float().flatten() for p in model.parameters() if p.grad is not None])
+    model.zero_grad(set_to_none=True)
+    return gradient
+
+
 class TaskBalance:
     """The tasks' loss weights and how they are measured; `weights` is what a checkpoint keeps."""
 
@@ -57,13 +67,8 @@ class TaskBalance:
         """Each task's gradient norm of `loss_of(model, batch)` over the model's trainable
         parameters; sets the weights from them and returns the norms. `prepare` crops and moves
         a probe batch as the training step would. Leaves no gradients behind."""
-        params = [p for p in model.parameters() if p.requires_grad]
-        norms = {}
-        for task, batch in self.probes.items():
-            model.zero_grad(set_to_none=True)
-            loss_of(model, prepare(batch)).backward()
-            norms[task] = float(torch.sqrt(sum(p.grad.float().pow(2).sum() for p in params if p.grad is not None)))
-        model.zero_grad(set_to_none=True)
+        norms = {task: float(loss_gradient(model, loss_of(model, prepare(batch))).norm())
+                 for task, batch in self.probes.items()}
         inverse = {task: max(norm, 1e-12) ** -self.power for task, norm in norms.items()}
         mean = sum(inverse.values()) / len(inverse)
         self.weights = {task: value / mean for task, value in inverse.items()}

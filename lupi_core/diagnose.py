@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from .balance import loss_gradient
 from .data import HELD_OUT_DRAWS
 from .losses import frequency_loss, reconstruction_loss
 from .recipes import load_recipe
@@ -79,17 +80,14 @@ def gradient_report(run_dir: Path, recipe: Path, data: Path, patches: int = 16, 
     student = load_model(warm_start_file(run_dir, STUDENT_FILE, "student"), kind="student", device=device).train()
     mixture = load_recipe(recipe, data, seed=0, patch_size=patch_size)
     place = next(student.parameters()).device
-    params = [p for p in student.parameters() if p.requires_grad]
     gradients = {}
     for name, component in zip(mixture.names, mixture.datasets):
         items = [component[HELD_OUT_DRAWS + i] for i in range(patches)]
         degraded = torch.stack([item["degraded"] for item in items]).to(place)
         clean = torch.stack([item["clean"] for item in items]).to(place)
-        student.zero_grad(set_to_none=True)
         restored = student(degraded)[0]
         recon = reconstruction_loss(restored, clean, coarse_block=coarse_block, coarse_scale=coarse_scale)
-        (recon + frequency_weight * frequency_loss(restored, clean)).backward()
-        gradients[name] = torch.cat([p.grad.flatten() for p in params if p.grad is not None])
+        gradients[name] = loss_gradient(student, recon + frequency_weight * frequency_loss(restored, clean))
     names = list(gradients)
     width = max(len(name) for name in names)
     lines = [f"patches per component: {patches}", "gradient norm of L_recon:"]
