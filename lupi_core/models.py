@@ -31,13 +31,16 @@ class TeacherSystem(nn.Module):
         self.estimator = PrivilegedEstimator(cfg)
         self.restorer = Restorer(cfg, with_prior=True)
 
-    def forward(self, degraded: torch.Tensor, clean: torch.Tensor, wrong_prior: bool = False) -> tuple:
-        """(I_r, d_T); with `wrong_prior`, (I_r, d_T, I_r under the next sample's d_T)."""
+    def forward(self, degraded: torch.Tensor, clean: torch.Tensor, wrong_prior: bool = False,
+                channel_noise: float = 0.0) -> tuple:
+        """(I_r, d_T); with `wrong_prior`, (I_r, d_T, I_r under the next sample's d_T). With
+        `channel_noise` s > 0 (the prior bottleneck, training only) R_T reads d_T + N(0, s^2 I)."""
         prior = self.estimator(degraded, clean)
+        received = prior + channel_noise * torch.randn_like(prior) if channel_noise else prior
         if wrong_prior:
-            restored, wrong = restore_twice(self.restorer, degraded, prior)
+            restored, wrong = restore_twice(self.restorer, degraded, received)
             return restored, prior, wrong
-        return self.restorer(degraded, prior), prior
+        return self.restorer(degraded, received), prior
 
 
 class StudentSystem(nn.Module):

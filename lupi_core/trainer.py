@@ -47,6 +47,7 @@ from .losses import (
     alignment_loss,
     frequency_loss,
     prior_contrast_loss,
+    prior_information,
     readout_loss,
     reconstruction_loss,
     wrong_prior_loss,
@@ -125,6 +126,14 @@ class TrainConfig:
                                             "same norm, 0 is off (one L1 over the mixture, as the paper)")
     balance_every: int = setting(100, help="steps between the task balance's measurements")
     balance_patches: int = setting(8, help="held-out patches per task that the task balance measures on")
+    prior_bottleneck: float = setting(0.0, help="Stage 1 passes d_T to R_T through a Gaussian channel, d_T + "
+                                                "N(0, s^2 I) with s = --prior-noise, and adds this weight x the nats "
+                                                "it sends, ||d_T||^2 / (2 s^2) per patch (losses.prior_information): "
+                                                "d_T keeps what lowers L1 most, not the clean image's content that "
+                                                "D_S cannot predict (0: off, as the paper)")
+    prior_noise: float = setting(0.05, help="the bottleneck channel's noise s; 0.05 is about the spread of the "
+                                            "shipped d_T's dimensions over degradations, so the channel starts "
+                                            "informative")
     stage1_prior_terms: bool = setting(True, help="apply the wrong-prior, contrast and readout terms in Stage 1 as "
                                                   "well as in Stage 2 (off: Stage 1 trains R_T on eq. 3 alone)")
     patch_schedule: str | None = setting(None, type=str,
@@ -135,6 +144,9 @@ class TrainConfig:
     ema_decay: float = setting(0.0, help="validate and save an exponential moving average of each stage's weights "
                                          "at this decay (0: off, the last weights; Restormer keeps one at 0.999)")
     student_from_teacher: bool = setting(False, help="start R_S from R_T's weights")
+    predictor_only: bool = setting(False, help="Stage 2 trains D_S alone, through the teacher's restorer R_T held "
+                                               "frozen: D_S learns the prior R_T restores best with (eq. 4's "
+                                               "L1 + L_align), and the student ships R_T as its R_S (mode lupi)")
     init_from: Path | None = setting(None, type=Path,
                                      help="an earlier run folder, or a folder of exported weights such as assets/: "
                                           "start each stage from its weights with a fresh schedule")
@@ -163,9 +175,12 @@ class TrainConfig:
                 setattr(self, name, value)
         if isinstance(self.align, dict):
             self.align = AlignConfig(**self.align)
-        for name in ("frequency_weight", "wrong_prior_weight", "wrong_prior_margin", "contrast_weight", "readout_weight"):
+        for name in ("frequency_weight", "wrong_prior_weight", "wrong_prior_margin", "contrast_weight", "readout_weight",
+                     "prior_bottleneck"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.prior_noise <= 0:
+            raise ValueError(f"prior_noise must be > 0, got {self.prior_noise}")
         if self.coarse_scale < 0 or self.coarse_block < 1:
             raise ValueError(f"coarse_scale must be >= 0 and coarse_block >= 1, got {self.coarse_scale}, "
                              f"{self.coarse_block}")
@@ -176,6 +191,9 @@ class TrainConfig:
             raise ValueError(f"contrast_severity_bins must be >= 0, got {self.contrast_severity_bins}")
         if self.contrast_temperature <= 0:
             raise ValueError(f"contrast_temperature must be > 0, got {self.contrast_temperature}")
+        if self.predictor_only and self.mode != "lupi":
+            raise ValueError(f"predictor_only trains D_S through the teacher's restorer, so needs mode lupi, "
+                             f"got {self.mode!r}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         self.patch_phases()  # a malformed schedule fails here, before any training
@@ -438,9 +456,15 @@ class Trainer:
         prior_terms = self.cfg.stage1_prior_terms
         readout = self._readout() if prior_terms else None
 
+        bottleneck = self.cfg.prior_bottleneck
+
         def loss_fn(model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
-            outputs = model(batch["degraded"], batch["clean"], wrong_prior=prior_terms and self.cfg.wrong_prior_weight > 0)
+            outputs = model(batch["degraded"], batch["clean"], wrong_prior=prior_terms and self.cfg.wrong_prior_weight > 0,
+                            channel_noise=self.cfg.prior_noise if bottleneck else 0.0)
             losses = self._reconstruction(outputs[0], batch)
+            if bottleneck:
+                nats = prior_information(outputs[1], self.cfg.prior_noise)
+                losses = {**losses, "loss": losses["loss"] + bottleneck * nats, "prior_nats": nats}
             return self._with_prior_terms(losses, outputs, batch, readout) if prior_terms else losses
 
         return Stage("stage1", teacher, loss_fn, self.cfg.stage1_steps, TEACHER_FILE, 0,
@@ -456,6 +480,9 @@ class Trainer:
             if self.cfg.student_from_teacher and self.cfg.init_from is None:
                 student.restorer.load_state_dict(teacher.restorer.state_dict())
         self._warm_start(student, STUDENT_FILE, "student")
+        if self.cfg.predictor_only:  # R_T routes by its prior (R_S started from it learns to ignore d_S)
+            student.restorer.load_state_dict(teacher.restorer.state_dict())
+            student.restorer.requires_grad_(False)
         align_cfg = self.cfg.align
         with_prior = self.cfg.mode != "no-predictor"
         readout = self._readout() if with_prior else None

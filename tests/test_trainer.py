@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from helpers import free_port
+from lupi_core import losses
 from lupi_core import trainer as trainer_module
 from lupi_core.config import ModelConfig
 from lupi_core.models import build_student
@@ -267,6 +268,20 @@ def test_student_from_teacher_copies_r_t(lupi_run, tmp_path):
     assert differing  # without the flag R_S starts afresh
 
 
+def test_predictor_only_trains_d_s_through_the_frozen_r_t(lupi_run, tmp_path):
+    earlier, outputs, _ = lupi_run
+    cfg = _config(tmp_path, stage1_steps=0, stage2_steps=4, batch_size=4, init_from=earlier, predictor_only=True)
+    trainer = Trainer(cfg, NoisyPhotos(32))
+    trainer.run()
+    student, teacher = load_model(tmp_path / "student.safetensors"), load_model(outputs["teacher"])
+    _assert_same_tensors(student.restorer.state_dict(), teacher.restorer.state_dict())  # R_T, untouched
+    started_from = load_model(outputs["student"]).predictor.state_dict()
+    assert any(not torch.equal(v, started_from[k]) for k, v in student.predictor.state_dict().items())
+    assert {"l1", "align"} <= set(_log(tmp_path / "stage2_log.jsonl")[-1])
+    with pytest.raises(ValueError, match="needs mode lupi"):
+        _config(tmp_path / "ablation", mode="no-privileged", predictor_only=True)
+
+
 def test_init_from_warm_starts_both_stages_with_a_fresh_schedule(lupi_run, tmp_path):
     earlier, outputs, _ = lupi_run
     cfg = _config(tmp_path, stage1_steps=0, stage2_steps=4, batch_size=4, warmup_steps=2, init_from=earlier)
@@ -311,6 +326,27 @@ def test_frequency_weight_adds_the_spectrum_l1_in_both_stages(tmp_path):
     assert all("align" in r for r in _log(tmp_path / "stage2_log.jsonl"))
     with pytest.raises(ValueError, match="frequency_weight"):
         _config(tmp_path, frequency_weight=-1.0)
+
+
+def test_the_prior_bottleneck_charges_stage1_for_the_nats_d_t_sends_through_a_noisy_channel(tmp_path):
+    Trainer(_config(tmp_path, prior_bottleneck=0.01, prior_noise=0.5), NoisyPhotos(32)).run()
+    stage1 = _log(tmp_path / "stage1_log.jsonl")
+    assert all(r["prior_nats"] > 0 for r in stage1)
+    for r in stage1:
+        assert r["loss"] == pytest.approx(r["l1"] + 0.01 * r["prior_nats"], abs=2e-5)
+    assert not any("prior_nats" in r for r in _log(tmp_path / "stage2_log.jsonl"))  # D_T is frozen there
+    teacher = load_model(tmp_path / "teacher.safetensors", kind="teacher")
+    degraded, clean = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        prior = teacher.estimator(degraded, clean)
+        assert 2 * prior.pow(2).sum(1).mean() == pytest.approx(losses.prior_information(prior, 0.5).item())
+        noisy = teacher(degraded, clean, channel_noise=0.5)
+        assert torch.equal(noisy[1], prior)  # d_T itself is returned; R_T read it with noise
+        assert not torch.allclose(noisy[0], teacher(degraded, clean)[0])
+    with pytest.raises(ValueError, match="prior_bottleneck"):
+        _config(tmp_path, prior_bottleneck=-1.0)
+    with pytest.raises(ValueError, match="prior_noise"):
+        _config(tmp_path, prior_noise=0.0)
 
 
 # -- the ablation modes ------------------------------------------------------------------------------
