@@ -54,7 +54,7 @@ from .losses import (
 )
 from .metrics import psnr
 from .models import build_student, build_teacher
-from .prior import DegradationReadout
+from .prior import DegradationPredictor, DegradationReadout
 from .settings import runtime_fields, setting
 from .tiling import forward_padded
 from .weights import exported_name, load_model, save_model
@@ -127,10 +127,11 @@ class TrainConfig:
     balance_every: int = setting(100, help="steps between the task balance's measurements")
     balance_patches: int = setting(8, help="held-out patches per task that the task balance measures on")
     prior_bottleneck: float = setting(0.0, help="Stage 1 passes d_T to R_T through a Gaussian channel, d_T + "
-                                                "N(0, s^2 I) with s = --prior-noise, and adds this weight x the nats "
-                                                "it sends, ||d_T||^2 / (2 s^2) per patch (losses.prior_information): "
-                                                "d_T keeps what lowers L1 most, not the clean image's content that "
-                                                "D_S cannot predict (0: off, as the paper)")
+                                                "N(0, s^2 I) with s = --prior-noise, trains D_S beside it, and adds "
+                                                "this weight x the nats d_T sends beyond D_S's prediction, "
+                                                "||d_T - d_S||^2 / (2 s^2) per patch (a conditional VAE's KL; "
+                                                "losses.prior_information): d_T pays for the clean image's content "
+                                                "that D_S cannot predict (0: off, as the paper)")
     prior_noise: float = setting(0.05, help="the bottleneck channel's noise s; 0.05 is about the spread of the "
                                             "shipped d_T's dimensions over degradations, so the channel starts "
                                             "informative")
@@ -344,7 +345,14 @@ class Stage:
     data_offset: int
     evaluate: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]  # (model, degraded, clean)
     readout: DegradationReadout | None = None  # trained beside the model, not saved with it
+    predictor: DegradationPredictor | None = None  # Stage 1's D_S under the prior bottleneck, likewise
     balance: TaskBalance | None = None  # the tasks' loss weights, kept in the checkpoint
+
+    @property
+    def companions(self) -> dict[str, nn.Module]:
+        """The modules trained beside the model: in the optimizer and the checkpoint, not in its weights file."""
+        return {name: module for name, module in (("readout", self.readout), ("predictor", self.predictor))
+                if module is not None}
 
 
 class WeightAverage:
@@ -439,12 +447,11 @@ class Trainer:
 
     def run(self) -> dict[str, Path]:
         """Train every stage of the mode; returns the weights files written."""
-        outputs, teacher_readout = {}, None
+        outputs, stage1 = {}, None
         if self.cfg.mode == "lupi":
             stage1 = self._stage1()
-            outputs["teacher"] = self._run_stage(stage1)
-            teacher_readout = stage1.readout  # trained, or restored from its checkpoint
-        outputs["student"] = self._run_stage(self._stage2(teacher_readout))
+            outputs["teacher"] = self._run_stage(stage1)  # its companions trained, or restored from its checkpoint
+        outputs["student"] = self._run_stage(self._stage2(stage1))
         return outputs
 
     # -- the stages ----------------------------------------------------------------------------
@@ -455,22 +462,26 @@ class Trainer:
 
         prior_terms = self.cfg.stage1_prior_terms
         readout = self._readout() if prior_terms else None
-
         bottleneck = self.cfg.prior_bottleneck
+        predictor = None
+        if bottleneck:  # the conditional prior p(d | I_d) that d_T's nats are counted against
+            student = build_student(self.model_cfg)
+            self._warm_start(student, STUDENT_FILE, "student")
+            predictor = student.predictor.to(self.device)
 
         def loss_fn(model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
             outputs = model(batch["degraded"], batch["clean"], wrong_prior=prior_terms and self.cfg.wrong_prior_weight > 0,
                             channel_noise=self.cfg.prior_noise if bottleneck else 0.0)
             losses = self._reconstruction(outputs[0], batch)
-            if bottleneck:
-                nats = prior_information(outputs[1], self.cfg.prior_noise)
+            if predictor is not None:
+                nats = prior_information(outputs[1] - predictor(batch["degraded"]), self.cfg.prior_noise)
                 losses = {**losses, "loss": losses["loss"] + bottleneck * nats, "prior_nats": nats}
             return self._with_prior_terms(losses, outputs, batch, readout) if prior_terms else losses
 
         return Stage("stage1", teacher, loss_fn, self.cfg.stage1_steps, TEACHER_FILE, 0,
-                     lambda model, deg, clean: model(deg, clean)[0], readout, self._balance())
+                     lambda model, deg, clean: model(deg, clean)[0], readout, predictor, self._balance())
 
-    def _stage2(self, teacher_readout: DegradationReadout | None = None) -> Stage:
+    def _stage2(self, stage1: Stage | None = None) -> Stage:
         torch.manual_seed(self.cfg.seed + 1)
         student = build_student(self.model_cfg, with_predictor=self.cfg.mode != "no-predictor")
         estimator = None
@@ -486,8 +497,10 @@ class Trainer:
         align_cfg = self.cfg.align
         with_prior = self.cfg.mode != "no-predictor"
         readout = self._readout() if with_prior else None
-        if readout is not None and teacher_readout is not None:  # d_S is read the way d_T was, to begin with
-            readout.load_state_dict(teacher_readout.state_dict())
+        if readout is not None and stage1 is not None and stage1.readout is not None:
+            readout.load_state_dict(stage1.readout.state_dict())  # d_S is read the way d_T was, to begin with
+        if stage1 is not None and stage1.predictor is not None:  # D_S goes on from where the bottleneck left it
+            student.predictor.load_state_dict(stage1.predictor.state_dict())
 
         def loss_fn(model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
             outputs = model(batch["degraded"], wrong_prior=with_prior and self.cfg.wrong_prior_weight > 0)
@@ -503,7 +516,7 @@ class Trainer:
             return {**losses, "loss": losses["loss"] + align_cfg.weight * align, "align": align}
 
         return Stage("stage2", student, loss_fn, self.cfg.stage2_steps, STUDENT_FILE, STAGE2_DRAWS,
-                     lambda model, deg, clean: model(deg)[0], readout, self._balance())
+                     lambda model, deg, clean: model(deg)[0], readout, balance=self._balance())
 
     def _readout(self) -> DegradationReadout | None:
         """The stage's linear read of the prior, when the readout term is on."""
@@ -574,8 +587,8 @@ class Trainer:
         # channels-last routes the depthwise convs to oneDNN: about 2x faster on CPU
         model = stage.model.to(self.device, memory_format=torch.channels_last)
         params = [p for p in model.parameters() if p.requires_grad]
-        if stage.readout is not None:
-            params += list(stage.readout.parameters())
+        for companion in stage.companions.values():
+            params += list(companion.parameters())
         optimizer = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay, betas=(0.9, 0.999))
         average = WeightAverage(model, self.cfg.ema_decay) if self.cfg.ema_decay else None
         step = self._resume(stage, checkpoint_path, model, optimizer, average)
@@ -629,10 +642,11 @@ class Trainer:
                 losses = stage.loss_fn(forward_model, batch)
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
-            if stage.readout is not None and self.dist.world > 1:  # outside DDP: average its gradients by hand
-                for parameter in stage.readout.parameters():
-                    torch.distributed.all_reduce(parameter.grad)
-                    parameter.grad /= self.dist.world
+            if self.dist.world > 1:  # companions are outside DDP: average their gradients by hand
+                for companion in stage.companions.values():
+                    for parameter in companion.parameters():
+                        torch.distributed.all_reduce(parameter.grad)
+                        parameter.grad /= self.dist.world
             optimizer.step()
             if average is not None:
                 average.update(model)
@@ -657,8 +671,8 @@ class Trainer:
             return 0
         state = torch.load(checkpoint_path, map_location=self.device, weights_only=True)
         model.load_state_dict(state["model"])
-        if stage.readout is not None:
-            stage.readout.load_state_dict(state["readout"])
+        for name, companion in stage.companions.items():
+            companion.load_state_dict(state[name])
         if stage.balance is not None:
             stage.balance.weights = state["task_balance"]
         optimizer.load_state_dict(state["optimizer"])
@@ -694,8 +708,8 @@ class Trainer:
         if self.dist.is_main:
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                      "rng": _rng_state()}
-            if stage.readout is not None:
-                state["readout"] = stage.readout.state_dict()
+            for name, companion in stage.companions.items():
+                state[name] = companion.state_dict()
             if stage.balance is not None:
                 state["task_balance"] = stage.balance.weights
             if average is not None:

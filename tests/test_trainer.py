@@ -328,18 +328,35 @@ def test_frequency_weight_adds_the_spectrum_l1_in_both_stages(tmp_path):
         _config(tmp_path, frequency_weight=-1.0)
 
 
-def test_the_prior_bottleneck_charges_stage1_for_the_nats_d_t_sends_through_a_noisy_channel(tmp_path):
+def test_the_prior_bottleneck_charges_stage1_for_what_d_t_sends_beyond_d_s(tmp_path, monkeypatch):
+    charged = []
+    original = losses.prior_information
+
+    def recording(excess, noise_std):
+        charged.append(excess.detach().clone())
+        return original(excess, noise_std)
+
+    monkeypatch.setattr(trainer_module, "prior_information", recording)
     Trainer(_config(tmp_path, prior_bottleneck=0.01, prior_noise=0.5), NoisyPhotos(32)).run()
     stage1 = _log(tmp_path / "stage1_log.jsonl")
-    assert all(r["prior_nats"] > 0 for r in stage1)
+    assert len(charged) == 3 and all(r["prior_nats"] > 0 for r in stage1)
     for r in stage1:
         assert r["loss"] == pytest.approx(r["l1"] + 0.01 * r["prior_nats"], abs=2e-5)
     assert not any("prior_nats" in r for r in _log(tmp_path / "stage2_log.jsonl"))  # D_T is frozen there
+    # Stage 1 trained a D_S beside D_T (kept in its checkpoint), and Stage 2 went on from it.
+    stage1_predictor = torch.load(tmp_path / "checkpoints" / "stage1.pt", weights_only=True)["predictor"]
+    fresh = build_student(TINY).predictor.state_dict()
+    assert any(not torch.equal(v, fresh[k]) for k, v in stage1_predictor.items())
+    trainer = Trainer(_config(tmp_path, prior_bottleneck=0.01, prior_noise=0.5), NoisyPhotos(32))
+    stage1 = trainer._stage1()
+    trainer._run_stage(stage1)  # finished: restores the companions and returns
+    _assert_same_tensors(trainer._stage2(stage1).model.predictor.state_dict(), stage1_predictor)
+    # What is charged: d_T - d_S, through the channel d_T + N(0, 0.25 I), in nats.
     teacher = load_model(tmp_path / "teacher.safetensors", kind="teacher")
     degraded, clean = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         prior = teacher.estimator(degraded, clean)
-        assert 2 * prior.pow(2).sum(1).mean() == pytest.approx(losses.prior_information(prior, 0.5).item())
+        assert 2 * prior.pow(2).sum(1).mean() == pytest.approx(original(prior, 0.5).item())
         noisy = teacher(degraded, clean, channel_noise=0.5)
         assert torch.equal(noisy[1], prior)  # d_T itself is returned; R_T read it with noise
         assert not torch.allclose(noisy[0], teacher(degraded, clean)[0])
