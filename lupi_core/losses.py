@@ -11,9 +11,9 @@ Two optional terms (off by default; the paper has neither) make the prior matter
 prior to name each patch's task and severity. See docs/design.md.
 
 `prior_information` is the price of the prior bottleneck (`--prior-bottleneck`, not in the
-paper): R_T reads d_T through a Gaussian channel and pays for the nats d_T sends, so that d_T
-keeps what about the degradation lowers L1 most and leaves out the clean image's content, which
-D_S, seeing I_d alone, cannot predict.
+paper): R_T reads d_T through a Gaussian channel, and Stage 1 pays for the nats d_T sends
+beyond what a D_S trained beside it predicts (a conditional VAE's KL), so that d_T carries the
+clean image's content, which D_S cannot predict, only where it is worth its price.
 
 The paper says only that L_align is "a KL divergence" between d_S and d_T. The
 default follows KDSR, the closest published teacher-student prior distillation:
@@ -114,10 +114,11 @@ def prior_contrast_loss(priors: torch.Tensor, labels: list[str], temperature: fl
     return -mean_positive.mean()
 
 
-def prior_information(prior: torch.Tensor, noise_std: float) -> torch.Tensor:
-    """The nats a prior d sends through the channel d + N(0, s^2 I): KL(N(d, s^2 I) || N(0, s^2 I))
-    = ||d||^2 / (2 s^2) per patch, averaged over the batch."""
-    return prior.float().pow(2).sum(dim=1).mean() / (2 * noise_std**2)
+def prior_information(excess: torch.Tensor, noise_std: float) -> torch.Tensor:
+    """The nats d_T sends through the channel d_T + N(0, s^2 I) beyond a reference d (d_S), with
+    excess = d_T - d: KL(N(d_T, s^2 I) || N(d, s^2 I)) = ||excess||^2 / (2 s^2) per patch, averaged
+    over the batch."""
+    return excess.float().pow(2).sum(dim=1).mean() / (2 * noise_std**2)
 
 
 def alignment_loss(student_prior: torch.Tensor, teacher_prior: torch.Tensor, cfg: AlignConfig) -> torch.Tensor:
