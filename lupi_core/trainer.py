@@ -8,6 +8,8 @@
 `--objective paper` trains eq. 3-4 as written; `--objective steer` adds the
 wrong-prior and contrast terms (losses.py) in both stages (`--no-stage1-prior-terms`: in Stage 2
 only), so R must follow its prior.
+`--predictor-only` trains D_S alone through the frozen R_T in Stage 2, and `--prior-bottleneck`
+charges d_T in Stage 1 for what it says beyond a D_S trained beside it (docs/results/student-routing/).
 Two of Restormer's training tricks are options of every stage: progressive patch sizes
 (`--patch-schedule`) and an exponential moving average of the weights (`--ema-decay`).
 
