@@ -151,9 +151,12 @@ def model_label(pipeline) -> str:
 
 
 def evaluate_benchmark(pipeline, data_dir: str | Path, benchmark: str, limit: int | None = None,
-                       progress: bool = True, references: bool = True, only: Sequence[str] | None = None) -> dict:
+                       progress: bool = True, references: bool = True, only: Sequence[str] | None = None,
+                       teacher: bool = False) -> dict:
     """Score `pipeline` (and, with `references`, the input and the classical methods) on a benchmark,
-    or on the columns of it named in `only` (averages are then over those columns).
+    or on the columns of it named in `only` (averages are then over those columns). With `teacher`,
+    also the pipeline's teacher, R_T(I_d, d_T): it sees the clean image, so it is a diagnosis of
+    Stage 1, not a method.
 
     Returns a JSON-ready dict: columns, measured rows (mean PSNR/SSIM per column and average),
     the published rows, notes and every per-image score.
@@ -172,6 +175,10 @@ def evaluate_benchmark(pipeline, data_dir: str | Path, benchmark: str, limit: in
     files = {c.key: column_files(Path(data_dir), c, limit) for c in columns}
     needs_blind = any(classical.BLIND_METHODS[c.kind] != classical.METHODS[c.kind] for c in columns)
     methods = tuple(m for m in MEASURED if m != "classical_blind" or needs_blind) if references else ("model",)
+    if teacher:
+        if pipeline.teacher is None:
+            raise ValueError("scoring the teacher needs its weights: --teacher FILE")
+        methods += ("teacher",)
     per_image: list[dict] = []
     bar = tqdm(total=sum(len(f) for f in files.values()), desc=f"evaluate {benchmark}", unit="image",
                disable=not progress, dynamic_ncols=True)
@@ -182,7 +189,10 @@ def evaluate_benchmark(pipeline, data_dir: str | Path, benchmark: str, limit: in
             outputs = {"model": lambda: pipeline.restore_float(sample.degraded),
                        "input": lambda: sample.degraded,
                        "classical": lambda: classical.restore(column.kind, sample.degraded, **sample.side),
-                       "classical_blind": lambda: classical.restore(column.kind, sample.degraded, blind=True)}
+                       "classical_blind": lambda: classical.restore(column.kind, sample.degraded, blind=True),
+                       "teacher": lambda: pipeline.restore_float(
+                           sample.degraded, prior=pipeline.privileged_prior(sample.degraded, sample.clean),
+                           with_teacher=True)}
             for method in methods:
                 restored = outputs[method]()
                 per_image.append({"task": column.key, "image": sample.name, "method": method,
@@ -191,7 +201,8 @@ def evaluate_benchmark(pipeline, data_dir: str | Path, benchmark: str, limit: in
     bar.close()
 
     labels = {"model": model_label(pipeline), "input": "Input (degraded)", "classical": "Classical (per task)",
-              "classical_blind": "Classical, blind (given only the image)"}
+              "classical_blind": "Classical, blind (given only the image)",
+              "teacher": "LUPI teacher R_T(I_d, d_T), sees the clean image"}
     rows = []
     for method in methods:
         scores = {}
@@ -285,6 +296,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "noise50; 5task: dehaze, derain, noise25, deblur, lowlight)")
     parser.add_argument("--references", action=argparse.BooleanOptionalAction, default=True,
                         help="score the input and the classical methods too (--no-references: the model only)")
+    parser.add_argument("--teacher", type=Path, default=None,
+                        help="also score this teacher's R_T given its d_T (privileged: a diagnosis of Stage 1)")
     parser.add_argument("--tile", type=int, default=EVAL_TILE,
                         help="tile size (multiple of 8); the default runs every benchmark image whole")
 
@@ -292,10 +305,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from .pipeline import load_pretrained
 
-    pipeline = load_pretrained(args.checkpoint, device=args.device, tile=args.tile, precision=args.precision)
+    pipeline = load_pretrained(args.checkpoint, teacher=args.teacher, device=args.device, tile=args.tile,
+                               precision=args.precision)
     try:
         results = evaluate_benchmark(pipeline, args.data, args.benchmark, args.limit, progress=args.progress,
-                                     references=args.references, only=args.columns)
+                                     references=args.references, only=args.columns,
+                                     teacher=args.teacher is not None)
     except (FileNotFoundError, ValueError) as error:  # a missing folder or an unpaired image
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -126,22 +126,29 @@ class Pipeline:
     # -- restoration ------------------------------------------------------------------------
     @torch.inference_mode()
     def restore_float(self, image: np.ndarray | Image.Image, prior: np.ndarray | None = None,
-                      tile: int | None = None, progress: Progress | None = None) -> np.ndarray:
+                      tile: int | None = None, progress: Progress | None = None,
+                      with_teacher: bool = False) -> np.ndarray:
         """Restore to HxWx3 float32 in [0, 1], clamped, not quantised (what metrics use).
 
         `prior` replaces d_S (e.g. d_T, or a counterfactual); `tile` overrides the tile size.
+        `with_teacher` restores with the teacher's R_T instead of R_S, given `prior` (d_T from
+        `privileged_prior`): what Stage 1 learned, for diagnosis.
         """
+        if with_teacher and (self.teacher is None or prior is None):
+            raise ValueError("restoring with R_T needs the teacher's weights (load_pretrained(teacher=...)) "
+                             "and a prior (privileged_prior(degraded, clean))")
+        restorer = self.teacher.restorer if with_teacher else self.student.restorer
         tensor = self._input(image)
         prior_tensor = None
-        if self.has_prior:
+        if with_teacher or self.has_prior:
             prior_tensor = (self._prior_tensor(tensor) if prior is None
                             else torch.as_tensor(np.asarray(prior, np.float32), device=self.device).reshape(1, -1))
             if prior_tensor.shape[1] != self.cfg.prior_dim:
                 raise ValueError(f"a prior must have {self.cfg.prior_dim} values, got {prior_tensor.shape[1]}")
-        run = lambda x: self.student.restorer(x, prior_tensor).float()  # noqa: E731
+        run = lambda x: restorer(x, prior_tensor).float()  # noqa: E731
         dtype = self.restorer_dtype
         with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            output = restore_tiled(self.student.restorer, run, tensor, tile or self.tile, self.tile_overlap,
+            output = restore_tiled(restorer, run, tensor, tile or self.tile, self.tile_overlap,
                                    self.tile_refine, progress)
         return to_float_image(output)
 

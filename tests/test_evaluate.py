@@ -135,3 +135,31 @@ def test_an_unknown_column_is_named_with_the_choices(tree, checkpoint, capsys):
     assert _run("--checkpoint", str(checkpoint), "--data", str(tree), "--benchmark", "3task", "--columns", "deblur",
                 "--no-progress") == 2
     assert "3task has no column deblur; its columns are dehaze, derain" in capsys.readouterr().err
+
+
+def test_the_teacher_row_scores_r_t_given_d_t(tree, checkpoint, tmp_path, capsys):
+    from lupi_core.models import build_teacher
+    from lupi_core.pipeline import load_pretrained
+
+    torch.manual_seed(1)
+    teacher = save_model(build_teacher(ModelConfig.preset("tiny")), tmp_path / "teacher.safetensors")
+    out = tmp_path / "t.json"
+    assert _run("--checkpoint", str(checkpoint), "--teacher", str(teacher), "--data", str(tree), "--benchmark",
+                "5task", "--columns", "dehaze", "--limit", "1", "--no-references", "--out", str(out),
+                "--no-progress") == 0
+    assert "LUPI teacher R_T(I_d, d_T)" in capsys.readouterr().out
+    results = json.loads(out.read_text())
+    assert [r["key"] for r in results["rows"]] == ["model", "teacher"]
+    student, teacher_row = (r["scores"]["dehaze"]["psnr"] for r in results["rows"])
+    assert student != teacher_row  # another restorer, another prior
+
+    pipeline = load_pretrained(checkpoint, teacher=teacher)
+    (hazy, target), = evaluate.column_files(tree, evaluate.COLUMNS["dehaze"], limit=1)
+    sample = evaluate.load_sample(evaluate.COLUMNS["dehaze"], 0, hazy, target)
+    d_t = pipeline.privileged_prior(sample.degraded, sample.clean)
+    by_hand = pipeline.teacher.restorer(pipeline._input(sample.degraded), torch.from_numpy(d_t)[None])
+    restored = pipeline.restore_float(sample.degraded, prior=d_t, with_teacher=True)
+    assert np.abs(restored - by_hand[0].permute(1, 2, 0).clamp(0, 1).detach().numpy()).max() < 2 / 255
+    with pytest.raises(ValueError, match="--teacher FILE"):
+        evaluate.evaluate_benchmark(load_pretrained(checkpoint), tree, "5task", limit=1, progress=False,
+                                    references=False, only=["dehaze"], teacher=True)
