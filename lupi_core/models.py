@@ -32,11 +32,16 @@ class TeacherSystem(nn.Module):
         self.restorer = Restorer(cfg, with_prior=True)
 
     def forward(self, degraded: torch.Tensor, clean: torch.Tensor, wrong_prior: bool = False,
-                channel_noise: float = 0.0) -> tuple:
+                channel_noise: float = 0.0, stand_in: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple:
         """(I_r, d_T); with `wrong_prior`, (I_r, d_T, I_r under the next sample's d_T). With
-        `channel_noise` s > 0 (the prior bottleneck, training only) R_T reads d_T + N(0, s^2 I)."""
+        `channel_noise` s > 0 (the prior bottleneck, training only) R_T reads d_T + N(0, s^2 I).
+        With `stand_in` (rows, d_S) R_T reads d_S instead of d_T on the rows marked True
+        (the student-prior share, training only)."""
         prior = self.estimator(degraded, clean)
         received = prior + channel_noise * torch.randn_like(prior) if channel_noise else prior
+        if stand_in is not None:
+            rows, student_prior = stand_in
+            received = torch.where(rows[:, None], student_prior.to(received.dtype), received)
         if wrong_prior:
             restored, wrong = restore_twice(self.restorer, degraded, received)
             return restored, prior, wrong

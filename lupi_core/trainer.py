@@ -9,7 +9,8 @@
 wrong-prior and contrast terms (losses.py) in both stages (`--no-stage1-prior-terms`: in Stage 2
 only), so R must follow its prior.
 `--predictor-only` trains D_S alone through the frozen R_T in Stage 2, and `--prior-bottleneck`
-charges d_T in Stage 1 for what it says beyond a D_S trained beside it (docs/results/student-routing/).
+charges d_T in Stage 1 for what it says beyond a D_S trained beside it (docs/results/student-routing/);
+`--student-prior-share` feeds R_T that D_S's prior instead of d_T on a share of Stage 1's patches.
 Two of Restormer's training tricks are options of every stage: progressive patch sizes
 (`--patch-schedule`) and an exponential moving average of the weights (`--ema-decay`).
 
@@ -137,6 +138,11 @@ class TrainConfig:
     prior_noise: float = setting(0.05, help="the bottleneck channel's noise s; 0.05 is about the spread of the "
                                             "shipped d_T's dimensions over degradations, so the channel starts "
                                             "informative")
+    student_prior_share: float = setting(0.0, help="Stage 1 trains a D_S beside D_T (eq. 4's L_align to the detached "
+                                                   "d_T, plus the L1 through R_T) and feeds R_T its prior d_S instead "
+                                                   "of d_T on this share of the patches, so that R_T also restores "
+                                                   "from what the degraded image alone tells; Stage 2 starts D_S from "
+                                                   "it (0: off, as the paper)")
     stage1_prior_terms: bool = setting(True, help="apply the wrong-prior, contrast and readout terms in Stage 1 as "
                                                   "well as in Stage 2 (off: Stage 1 trains R_T on eq. 3 alone)")
     patch_schedule: str | None = setting(None, type=str,
@@ -182,6 +188,9 @@ class TrainConfig:
                      "prior_bottleneck"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.student_prior_share <= 1:
+            raise ValueError(f"student_prior_share is a share of the patches, between 0 and 1, got "
+                             f"{self.student_prior_share}")
         if self.prior_noise <= 0:
             raise ValueError(f"prior_noise must be > 0, got {self.prior_noise}")
         if self.coarse_scale < 0 or self.coarse_block < 1:
@@ -347,7 +356,7 @@ class Stage:
     data_offset: int
     evaluate: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]  # (model, degraded, clean)
     readout: DegradationReadout | None = None  # trained beside the model, not saved with it
-    predictor: DegradationPredictor | None = None  # Stage 1's D_S under the prior bottleneck, likewise
+    predictor: DegradationPredictor | None = None  # Stage 1's D_S (bottleneck, student-prior share), likewise
     balance: TaskBalance | None = None  # the tasks' loss weights, kept in the checkpoint
 
     @property
@@ -464,20 +473,28 @@ class Trainer:
 
         prior_terms = self.cfg.stage1_prior_terms
         readout = self._readout() if prior_terms else None
-        bottleneck = self.cfg.prior_bottleneck
+        bottleneck, share = self.cfg.prior_bottleneck, self.cfg.student_prior_share
         predictor = None
-        if bottleneck:  # the conditional prior p(d | I_d) that d_T's nats are counted against
+        if bottleneck or share:  # the conditional prior p(d | I_d) that d_T's nats are counted against
             student = build_student(self.model_cfg)
             self._warm_start(student, STUDENT_FILE, "student")
             predictor = student.predictor.to(self.device)
 
         def loss_fn(model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
-            outputs = model(batch["degraded"], batch["clean"], wrong_prior=prior_terms and self.cfg.wrong_prior_weight > 0,
-                            channel_noise=self.cfg.prior_noise if bottleneck else 0.0)
+            degraded = batch["degraded"]
+            student_prior = predictor(degraded) if predictor is not None else None
+            stand_in = None
+            if share:
+                stand_in = (torch.rand(len(degraded), device=degraded.device) < share, student_prior)
+            outputs = model(degraded, batch["clean"], wrong_prior=prior_terms and self.cfg.wrong_prior_weight > 0,
+                            channel_noise=self.cfg.prior_noise if bottleneck else 0.0, stand_in=stand_in)
             losses = self._reconstruction(outputs[0], batch)
-            if predictor is not None:
-                nats = prior_information(outputs[1] - predictor(batch["degraded"]), self.cfg.prior_noise)
+            if bottleneck:
+                nats = prior_information(outputs[1] - student_prior, self.cfg.prior_noise)
                 losses = {**losses, "loss": losses["loss"] + bottleneck * nats, "prior_nats": nats}
+            if share:
+                align = alignment_loss(student_prior.float(), outputs[1].float(), self.cfg.align)
+                losses = {**losses, "loss": losses["loss"] + self.cfg.align.weight * align, "align": align}
             return self._with_prior_terms(losses, outputs, batch, readout) if prior_terms else losses
 
         return Stage("stage1", teacher, loss_fn, self.cfg.stage1_steps, TEACHER_FILE, 0,

@@ -22,7 +22,7 @@ from helpers import free_port
 from lupi_core import losses
 from lupi_core import trainer as trainer_module
 from lupi_core.config import ModelConfig
-from lupi_core.models import build_student
+from lupi_core.models import build_student, build_teacher
 from lupi_core.trainer import (
     OBJECTIVES,
     SampleIndices,
@@ -364,6 +364,28 @@ def test_the_prior_bottleneck_charges_stage1_for_what_d_t_sends_beyond_d_s(tmp_p
         _config(tmp_path, prior_bottleneck=-1.0)
     with pytest.raises(ValueError, match="prior_noise"):
         _config(tmp_path, prior_noise=0.0)
+
+
+def test_the_student_prior_share_feeds_r_t_a_d_s_trained_beside_d_t(tmp_path):
+    teacher, predictor = build_teacher(TINY).eval(), build_student(TINY).predictor.eval()
+    degraded, clean = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        student_prior, teacher_prior = predictor(degraded), teacher.estimator(degraded, clean)
+        mixed, returned = teacher(degraded, clean, stand_in=(torch.tensor([True, False]), student_prior))
+        assert torch.equal(returned, teacher_prior)  # d_T itself is returned; R_T read d_S on row 0
+        assert torch.allclose(mixed[:1], teacher.restorer(degraded, student_prior)[:1], atol=1e-6)
+        assert torch.allclose(mixed[1:], teacher.restorer(degraded, teacher_prior)[1:], atol=1e-6)
+    Trainer(_config(tmp_path, student_prior_share=0.5), NoisyPhotos(32)).run()
+    stage1 = _log(tmp_path / "stage1_log.jsonl")
+    assert len(stage1) == 3 and all(r["align"] > 0 for r in stage1)
+    for r in stage1:  # L1 through R_T, plus eq. 4's L_align pulling D_S towards the detached d_T
+        assert r["loss"] == pytest.approx(r["l1"] + r["align"], abs=2e-5)
+    stage1_predictor = torch.load(tmp_path / "checkpoints" / "stage1.pt", weights_only=True)["predictor"]
+    fresh = build_student(TINY).predictor.state_dict()
+    assert any(not torch.equal(v, fresh[k]) for k, v in stage1_predictor.items())
+    for share in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="student_prior_share"):
+            _config(tmp_path, student_prior_share=share)
 
 
 # -- the ablation modes ------------------------------------------------------------------------------
