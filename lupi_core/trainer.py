@@ -161,6 +161,10 @@ class TrainConfig:
                                           "start each stage from its weights with a fresh schedule")
     seed: int = setting(0, help="seed of the weights' initialisation and of the data")
     checkpoint_every: int = setting(200, runtime=True, help="steps between checkpoints")
+    snapshot_every: int = setting(0, runtime=True, help="also keep the weights (the moving average where there is "
+                                                        "one) every this many steps, as out_dir/snapshots/STAGE-"
+                                                        "stepN.safetensors, to score a long run's learning curve "
+                                                        "(0: off)")
     val_every: int = setting(500, runtime=True, help="steps between validation scores")
     log_every: int = setting(10, runtime=True, help="steps between log lines")
     device: str = setting("auto", runtime=True, help="auto, cpu or cuda")
@@ -191,6 +195,8 @@ class TrainConfig:
         if not 0 <= self.student_prior_share <= 1:
             raise ValueError(f"student_prior_share is a share of the patches, between 0 and 1, got "
                              f"{self.student_prior_share}")
+        if self.snapshot_every < 0:
+            raise ValueError(f"snapshot_every must be >= 0 (0: no snapshots), got {self.snapshot_every}")
         if self.prior_noise <= 0:
             raise ValueError(f"prior_noise must be > 0, got {self.prior_noise}")
         if self.coarse_scale < 0 or self.coarse_block < 1:
@@ -616,15 +622,20 @@ class Trainer:
         started = time.perf_counter()
         precision = self._train(stage, model, optimizer, average, step, checkpoint_path, self._trim_log(stage, step))
         if self.dist.is_main:
-            info = {"stage": stage.name, "mode": self.cfg.mode, "steps": stage.steps,
-                    "batch_size": self.cfg.batch_size * self.dist.world,
-                    "seconds_this_sitting": round(time.perf_counter() - started, 1), "precision": precision,
-                    "weights": f"moving average, decay {self.cfg.ema_decay}" if average else "last step"}
-            if self.cfg.init_from is not None:
-                info["init_from"] = str(self.cfg.init_from)  # the steps above came on top of that run's
+            info = self._weights_info(stage, stage.steps, precision,
+                                      {"seconds_this_sitting": round(time.perf_counter() - started, 1)})
             save_model(average.model if average else model, weights_path, info=info)
         self.dist.barrier()
         return weights_path
+
+    def _weights_info(self, stage: Stage, steps: int, precision: str, extra: dict) -> dict:
+        """The training facts a weights file carries in its metadata."""
+        info = {"stage": stage.name, "mode": self.cfg.mode, "steps": steps,
+                "batch_size": self.cfg.batch_size * self.dist.world, **extra, "precision": precision,
+                "weights": f"moving average, decay {self.cfg.ema_decay}" if self.cfg.ema_decay else "last step"}
+        if self.cfg.init_from is not None:
+            info["init_from"] = str(self.cfg.init_from)  # the steps above came on top of that run's
+        return info
 
     def _train(self, stage: Stage, model: nn.Module, optimizer: torch.optim.Optimizer,
                average: WeightAverage | None, step: int, checkpoint_path: Path, elapsed: float) -> str:
@@ -680,6 +691,10 @@ class Trainer:
                 self._log(stage, average.model if average else model, record, bar)
             if step % cfg.checkpoint_every == 0 or step == stage.steps:
                 self._save_checkpoint(checkpoint_path, model, optimizer, average, step, stage)
+            if self.dist.is_main and cfg.snapshot_every and step % cfg.snapshot_every == 0 and step < stage.steps:
+                save_model(average.model if average else model,
+                           cfg.out_dir / "snapshots" / f"{stage.name}-step{step}.safetensors",
+                           info=self._weights_info(stage, step, precision, {"of_steps": stage.steps}))
         bar.close()
         return precision
 

@@ -388,6 +388,21 @@ def test_the_student_prior_share_feeds_r_t_a_d_s_trained_beside_d_t(tmp_path):
             _config(tmp_path, student_prior_share=share)
 
 
+def test_snapshots_keep_the_moving_average_along_the_way(tmp_path):
+    Trainer(_config(tmp_path, stage1_steps=4, stage2_steps=4, ema_decay=0.9, snapshot_every=2), NoisyPhotos(32)).run()
+    snapshots = sorted(p.name for p in (tmp_path / "snapshots").iterdir())
+    assert snapshots == ["stage1-step2.safetensors", "stage2-step2.safetensors"]  # the last step is the weights file
+    for stage, kind, final in (("stage1", "teacher", "teacher.safetensors"), ("stage2", "student", "student.safetensors")):
+        info = model_info(tmp_path / "snapshots" / f"{stage}-step2.safetensors")
+        assert (info["steps"], info["of_steps"], info["stage"]) == (2, 4, stage)
+        assert info["weights"] == "moving average, decay 0.9"
+        snapshot = load_model(tmp_path / "snapshots" / f"{stage}-step2.safetensors", kind=kind).state_dict()
+        last = load_model(tmp_path / final, kind=kind).state_dict()
+        assert any(not torch.equal(v, last[k]) for k, v in snapshot.items())
+    with pytest.raises(ValueError, match="snapshot_every"):
+        _config(tmp_path, snapshot_every=-1)
+
+
 # -- the ablation modes ------------------------------------------------------------------------------
 @pytest.mark.parametrize("mode,has_predictor", [("no-privileged", True), ("no-predictor", False)])
 def test_ablation_modes_write_a_student(tmp_path, mode, has_predictor):
