@@ -481,7 +481,9 @@ class Trainer:
         readout = self._readout() if prior_terms else None
         bottleneck, share = self.cfg.prior_bottleneck, self.cfg.student_prior_share
         predictor = None
-        if bottleneck or share:  # the conditional prior p(d | I_d) that d_T's nats are counted against
+        # a D_S beside D_T: the conditional prior p(d | I_d) the bottleneck counts d_T's nats against,
+        # or the prior R_T reads on the student-prior share
+        if bottleneck or share:
             student = build_student(self.model_cfg)
             self._warm_start(student, STUDENT_FILE, "student")
             predictor = student.predictor.to(self.device)
