@@ -158,8 +158,11 @@ def run_train(args: argparse.Namespace) -> int:
     from .trainer import TrainConfig, Trainer, validation_patches
 
     cfg = dataclass_from_arguments(TrainConfig, args)
-    # a patch schedule crops the data's patches, so they are loaded at its largest size
-    patch_size = args.patch_size or (cfg.patch_phases()[-1][0] if cfg.patch_schedule else None)
+    if args.patch_size and args.patch_size < cfg.prior_context:
+        raise SystemExit(f"--patch-size {args.patch_size} loads crops smaller than --prior-context "
+                         f"{cfg.prior_context}; leave --patch-size out, or make it at least the context")
+    # a patch schedule crops the data's patches, so they are loaded at its largest size or the prior's context
+    patch_size = args.patch_size or (max(cfg.patch_phases()[-1][0], cfg.prior_context) if cfg.patch_schedule else None)
     if args.recipe:
         if args.data is None:
             raise SystemExit("--recipe needs --data DIR, the folder its paths are relative to")

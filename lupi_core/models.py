@@ -32,12 +32,14 @@ class TeacherSystem(nn.Module):
         self.restorer = Restorer(cfg, with_prior=True)
 
     def forward(self, degraded: torch.Tensor, clean: torch.Tensor, wrong_prior: bool = False,
-                channel_noise: float = 0.0, stand_in: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple:
+                channel_noise: float = 0.0, stand_in: tuple[torch.Tensor, torch.Tensor] | None = None,
+                prior_inputs: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple:
         """(I_r, d_T); with `wrong_prior`, (I_r, d_T, I_r under the next sample's d_T). With
         `channel_noise` s > 0 (the prior bottleneck, training only) R_T reads d_T + N(0, s^2 I).
         With `stand_in` (rows, d_S) R_T reads d_S instead of d_T on the rows marked True
-        (the student-prior share, training only)."""
-        prior = self.estimator(degraded, clean)
+        (the student-prior share, training only). `prior_inputs` (I_d, I_c) of a larger crop
+        around the patch are what D_T sees instead of the patch (the prior context, training only)."""
+        prior = self.estimator(*(prior_inputs or (degraded, clean)))
         received = prior + channel_noise * torch.randn_like(prior) if channel_noise else prior
         if stand_in is not None:
             rows, student_prior = stand_in
@@ -67,12 +69,13 @@ class StudentSystem(nn.Module):
             raise RuntimeError("this model has no degradation predictor D_S (it is the plain backbone)")
         return self.predictor(degraded)
 
-    def forward(self, degraded: torch.Tensor, prior: torch.Tensor | None = None, wrong_prior: bool = False
-                ) -> tuple:
+    def forward(self, degraded: torch.Tensor, prior: torch.Tensor | None = None, wrong_prior: bool = False,
+                prior_input: torch.Tensor | None = None) -> tuple:
         """(I_o, d_S) with D_S's own prior, or with a given one (counterfactuals, d_T); with
-        `wrong_prior`, also I_o under the next sample's prior: (I_o, d_S, I_o wrong)."""
+        `wrong_prior`, also I_o under the next sample's prior: (I_o, d_S, I_o wrong). D_S reads
+        `prior_input` (a larger crop around the patch: the prior context, training only) when given."""
         if prior is None and self.predictor is not None:
-            prior = self.predictor(degraded)
+            prior = self.predictor(degraded if prior_input is None else prior_input)
         if wrong_prior:
             restored, wrong = restore_twice(self.restorer, degraded, prior)
             return restored, prior, wrong

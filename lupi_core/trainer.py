@@ -150,6 +150,11 @@ class TrainConfig:
                                               "e.g. 64:0.5,128:0.5; each step trains on centre crops of the data's "
                                               "patches, whose size is the largest SIZE (default: the data's size "
                                               "throughout)")
+    prior_context: int = setting(0, help="D_T and D_S read a crop of this many px around R's patch, as at "
+                                         "inference, where D_S reads the whole image while R's attention spans "
+                                         "it: the prior can then tell a lightly degraded scene from a clean one "
+                                         "that a patch alone cannot (needs --patch-schedule, R's patches, no "
+                                         "larger than it; 0: the patch itself, as the paper)")
     ema_decay: float = setting(0.0, help="validate and save an exponential moving average of each stage's weights "
                                          "at this decay (0: off, the last weights; Restormer keeps one at 0.999)")
     student_from_teacher: bool = setting(False, help="start R_S from R_T's weights")
@@ -214,7 +219,10 @@ class TrainConfig:
                              f"got {self.mode!r}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        self.patch_phases()  # a malformed schedule fails here, before any training
+        phases = self.patch_phases()  # a malformed schedule fails here, before any training
+        if self.prior_context and (not phases or self.prior_context < phases[-1][0]):
+            raise ValueError(f"prior_context {self.prior_context} needs a --patch-schedule for R's patches, none "
+                             f"larger than the context (got {self.patch_schedule!r})")
 
     def patch_phases(self) -> list[tuple[int, float]]:
         """The patch schedule as (size, fraction of the stage's steps), sizes growing; [] when off."""
@@ -399,6 +407,15 @@ class WeightAverage:
         self.updates = state["updates"]
 
 
+def restorer_batch(batch: dict, size: int | None, prior_context: bool) -> dict:
+    """The batch R trains on: its centre size x size crops; with `prior_context` the whole
+    crops stay beside them as `prior_degraded` and `prior_clean`, what D_T and D_S read."""
+    cropped = centre_crop(batch, size)
+    if prior_context:
+        cropped = {**cropped, "prior_degraded": batch["degraded"], "prior_clean": batch["clean"]}
+    return cropped
+
+
 def centre_crop(batch: dict, size: int | None) -> dict:
     """The batch's images cropped to their central size x size (the data's patches are random
     crops already, so a centre crop of one is another); `size` None keeps them whole."""
@@ -490,12 +507,14 @@ class Trainer:
 
         def loss_fn(model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
             degraded = batch["degraded"]
-            student_prior = predictor(degraded) if predictor is not None else None
+            prior_inputs = batch.get("prior_degraded", degraded), batch.get("prior_clean", batch["clean"])
+            student_prior = predictor(prior_inputs[0]) if predictor is not None else None
             stand_in = None
             if share:
                 stand_in = (torch.rand(len(degraded), device=degraded.device) < share, student_prior)
             outputs = model(degraded, batch["clean"], wrong_prior=prior_terms and self.cfg.wrong_prior_weight > 0,
-                            channel_noise=self.cfg.prior_noise if bottleneck else 0.0, stand_in=stand_in)
+                            channel_noise=self.cfg.prior_noise if bottleneck else 0.0, stand_in=stand_in,
+                            prior_inputs=prior_inputs)
             losses = self._reconstruction(outputs[0], batch)
             if bottleneck:
                 nats = prior_information(outputs[1] - student_prior, self.cfg.prior_noise)
@@ -530,7 +549,8 @@ class Trainer:
             student.predictor.load_state_dict(stage1.predictor.state_dict())
 
         def loss_fn(model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
-            outputs = model(batch["degraded"], wrong_prior=with_prior and self.cfg.wrong_prior_weight > 0)
+            outputs = model(batch["degraded"], wrong_prior=with_prior and self.cfg.wrong_prior_weight > 0,
+                            prior_input=batch.get("prior_degraded"))
             restored, student_prior = outputs[:2]
             losses = self._reconstruction(restored, batch)
             if with_prior:
@@ -538,7 +558,8 @@ class Trainer:
             if estimator is None:
                 return losses
             with torch.no_grad():
-                teacher_prior = estimator(batch["degraded"], batch["clean"])
+                teacher_prior = estimator(batch.get("prior_degraded", batch["degraded"]),
+                                          batch.get("prior_clean", batch["clean"]))
             align = alignment_loss(student_prior.float(), teacher_prior.float(), align_cfg)
             return {**losses, "loss": losses["loss"] + align_cfg.weight * align, "align": align}
 
@@ -660,13 +681,13 @@ class Trainer:
         started = time.perf_counter() - elapsed
         while step < stage.steps:
             patch_size = cfg.patch_size_at(step, stage.steps)
-            batch = to_device(centre_crop(next(batches), patch_size), device)
+            batch = to_device(restorer_batch(next(batches), patch_size, cfg.prior_context > 0), device)
             if stage.balance is not None:
                 if step % stage.balance.every == 0:
                     with autocast:
                         stage.balance.measure(model, lambda m, b: self._reconstruction(
                             stage.evaluate(m, b["degraded"], b["clean"]), b)["loss"],
-                            lambda b: to_device(centre_crop(b, patch_size), device))
+                            lambda b: to_device(restorer_batch(b, patch_size, cfg.prior_context > 0), device))
                 batch["loss_weight"] = stage.balance.per_sample(list(batch["task"]), device)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, stage.steps, cfg.lr, cfg.warmup_steps)

@@ -233,3 +233,12 @@ def test_a_device_that_is_not_there_is_a_clear_error(capsys):
     assert main(["info", "--preset", "tiny", "--device", "cuda:7" if not torch.cuda.is_available() else "tpu"]) == 2
     error = capsys.readouterr().err
     assert "--device" in error and ("no CUDA device" in error or "give auto, cpu" in error)
+
+
+def test_train_refuses_crops_smaller_than_the_prior_context(tmp_path):
+    from lupi_core.__main__ import build_parser, run_train
+
+    args = build_parser().parse_args(["train", "--out", str(tmp_path), "--clean-folder", str(tmp_path),
+                                      "--patch-schedule", "32:1.0", "--prior-context", "64", "--patch-size", "48"])
+    with pytest.raises(SystemExit, match="--prior-context 64"):
+        run_train(args)

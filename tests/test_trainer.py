@@ -23,6 +23,7 @@ from lupi_core import losses
 from lupi_core import trainer as trainer_module
 from lupi_core.config import ModelConfig
 from lupi_core.models import build_student, build_teacher
+from lupi_core.prior import DegradationPredictor, PrivilegedEstimator
 from lupi_core.trainer import (
     OBJECTIVES,
     SampleIndices,
@@ -32,6 +33,7 @@ from lupi_core.trainer import (
     centre_crop,
     contrast_labels,
     learning_rate,
+    restorer_batch,
     validation_patches,
 )
 from lupi_core.weights import load_model, model_info
@@ -520,6 +522,37 @@ def test_a_patch_schedule_trains_each_phase_at_its_size(tmp_path):
     cfg = _config(tmp_path, mode="no-privileged", stage2_steps=4, patch_schedule="16:0.5,32:0.5")
     Trainer(cfg, NoisyPhotos(32)).run()
     assert [r["patch"] for r in _log(tmp_path / "stage2_log.jsonl")] == [16, 16, 32, 32]
+
+
+def test_the_prior_context_keeps_the_whole_crops_beside_r_s_patches():
+    batch = {"degraded": torch.rand(2, 3, 8, 8), "clean": torch.rand(2, 3, 8, 8), "task": ["a", "b"]}
+    plain = restorer_batch(batch, 4, prior_context=False)
+    assert set(plain) == {"degraded", "clean", "task"} and plain["degraded"].shape[-1] == 4
+    both = restorer_batch(batch, 4, prior_context=True)
+    assert torch.equal(both["degraded"], batch["degraded"][..., 2:6, 2:6])
+    assert both["prior_degraded"] is batch["degraded"] and both["prior_clean"] is batch["clean"]
+
+
+def test_with_a_prior_context_d_t_and_d_s_read_the_whole_crop_and_r_the_patch(tmp_path, monkeypatch):
+    seen: dict[str, set] = {"D_T": set(), "D_S": set()}
+    for cls, name in ((PrivilegedEstimator, "D_T"), (DegradationPredictor, "D_S")):
+        def spy(self, degraded, *rest, _forward=cls.forward, _name=name):
+            seen[_name].add(degraded.shape[-1])
+            return _forward(self, degraded, *rest)
+        monkeypatch.setattr(cls, "forward", spy)
+    student = build_student(TINY).eval()
+    degraded, context = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        restored, prior = student(degraded, prior_input=context)
+        assert torch.allclose(prior, student.predictor(context))
+        assert torch.allclose(restored, student.restorer(degraded, prior))
+    seen["D_S"].clear()
+    Trainer(_config(tmp_path, patch_schedule="16:1.0", prior_context=32), NoisyPhotos(32)).run()
+    assert seen == {"D_T": {32}, "D_S": {32}}  # D_T in both stages (frozen in Stage 2), D_S in Stage 2
+    assert {r["patch"] for r in _log(tmp_path / "stage2_log.jsonl")} == {16}
+    for schedule in (None, "16:0.5,64:0.5"):  # R's patches must be set, and fit inside the context
+        with pytest.raises(ValueError, match="prior_context"):
+            _config(tmp_path, patch_schedule=schedule, prior_context=32)
 
 
 def test_weight_average_follows_the_ramped_decay():
