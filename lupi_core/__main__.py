@@ -145,6 +145,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                       help="override the recipe's patch size (default with --patch-schedule: its largest size)")
     data.add_argument("--task-weight", action="append", default=[], metavar="NAME=W", type=parse_task_weight,
                       help="override one recipe task's sampling weight (repeatable)")
+    data.add_argument("--final-recipe", type=Path,
+                      help="the mixture of Stage 2's last --final-share of steps (default: --recipe)")
+    data.add_argument("--final-task-weight", action="append", default=[], metavar="NAME=W", type=parse_task_weight,
+                      help="override one final-recipe task's sampling weight (repeatable; --task-weight "
+                           "sets the main mixture's alone)")
     data.add_argument("--val-images", type=int, default=8,
                       help="patches, outside the training draws, scored for validation PSNR (0: none)")
     add_dataclass_arguments(parser.add_argument_group("the run (lupi_core.trainer.TrainConfig)"), TrainConfig,
@@ -163,6 +168,10 @@ def run_train(args: argparse.Namespace) -> int:
                          f"{cfg.prior_context}; leave --patch-size out, or make it at least the context")
     # a patch schedule crops the data's patches, so they are loaded at its largest size or the prior's context
     patch_size = args.patch_size or (max(cfg.patch_phases()[-1][0], cfg.prior_context) if cfg.patch_schedule else None)
+    final_dataset = None
+    if (args.final_recipe or args.final_task_weight) and not cfg.final_share:
+        raise SystemExit("--final-recipe and --final-task-weight set the mixture of Stage 2's last steps; "
+                         "say how many with --final-share F")
     if args.recipe:
         if args.data is None:
             raise SystemExit("--recipe needs --data DIR, the folder its paths are relative to")
@@ -170,6 +179,14 @@ def run_train(args: argparse.Namespace) -> int:
                               task_weights=dict(args.task_weight))
         source = {"recipe": str(args.recipe), "data": str(args.data), "patch_size": dataset.datasets[0].patch_size,
                   "task_weights": dict(zip(dataset.names, dataset.weights))}
+        if cfg.final_share:
+            final_recipe = args.final_recipe or args.recipe
+            final_dataset = load_recipe(final_recipe, args.data, seed=args.seed, patch_size=patch_size,
+                                        task_weights=dict(args.final_task_weight))
+            source["final"] = {"recipe": str(final_recipe), "share_of_stage2": cfg.final_share,
+                               "task_weights": dict(zip(final_dataset.names, final_dataset.weights))}
+    elif cfg.final_share:
+        raise SystemExit("--final-share switches between two recipes' mixtures; give --recipe F --data DIR")
     elif args.task_weight:
         raise SystemExit("--task-weight reweights a recipe's tasks; give --recipe F --data DIR")
     elif args.clean_folder:
@@ -178,7 +195,7 @@ def run_train(args: argparse.Namespace) -> int:
     else:
         raise SystemExit("give the training data: --recipe F --data DIR, or --clean-folder DIR")
     val = validation_patches(dataset, args.val_images)
-    for name, path in Trainer(cfg, dataset, val, data_source=source).run().items():
+    for name, path in Trainer(cfg, dataset, val, data_source=source, final_dataset=final_dataset).run().items():
         print(f"{name}: {path}")
     return 0
 

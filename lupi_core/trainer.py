@@ -30,6 +30,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -155,6 +156,10 @@ class TrainConfig:
                                          "it: the prior can then tell a lightly degraded scene from a clean one "
                                          "that a patch alone cannot (needs --patch-schedule, R's patches, no "
                                          "larger than it; 0: the patch itself, as the paper)")
+    final_share: float = setting(0.0, help="the last share of Stage 2's steps draws from the final mixture "
+                                           "(train --final-recipe / --final-task-weight) instead of the main one: "
+                                           "clean inputs brought in once the student restores, at the cosine "
+                                           "schedule's low tail (0: one mixture throughout)")
     ema_decay: float = setting(0.0, help="validate and save an exponential moving average of each stage's weights "
                                          "at this decay (0: off, the last weights; Restormer keeps one at 0.999)")
     student_from_teacher: bool = setting(False, help="start R_S from R_T's weights")
@@ -217,6 +222,8 @@ class TrainConfig:
         if self.predictor_only and self.mode != "lupi":
             raise ValueError(f"predictor_only trains D_S through the teacher's restorer, so needs mode lupi, "
                              f"got {self.mode!r}")
+        if not 0 <= self.final_share < 1:
+            raise ValueError(f"final_share must be in [0, 1), got {self.final_share}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         phases = self.patch_phases()  # a malformed schedule fails here, before any training
@@ -463,10 +470,16 @@ class Trainer:
     """Runs the stages a mode needs, resuming from `out_dir/checkpoints/` when present."""
 
     def __init__(self, cfg: TrainConfig, dataset: Dataset, val_pairs: list[tuple[np.ndarray, np.ndarray]] = (),
-                 data_source: dict | None = None):
+                 data_source: dict | None = None, final_dataset: Dataset | None = None):
         """`data_source` says where `dataset` came from (recipe, folder, task weights); it is saved
-        as data.json beside train_config.json, so that a run folder names its data mixture."""
-        self.cfg, self.dataset, self.val_pairs = cfg, dataset, list(val_pairs)
+        as data.json beside train_config.json, so that a run folder names its data mixture.
+        `final_dataset`: what the last `cfg.final_share` of Stage 2 draws from."""
+        if (cfg.final_share > 0) != (final_dataset is not None):
+            raise ValueError("final_share > 0 needs a final dataset (train --final-recipe / --final-task-weight), "
+                             "and a final dataset needs final_share > 0")
+        if final_dataset is not None and cfg.task_balance:
+            raise ValueError("the task balance measures one mixture; it does not combine with final_share")
+        self.cfg, self.dataset, self.val_pairs, self.final_dataset = cfg, dataset, list(val_pairs), final_dataset
         self.dist = Distributed.from_env(resolve_device(cfg.device).type)
         self.device = resolve_device(cfg.device, self.dist.local_rank)
         keep_freed_memory(self.device.type)
@@ -570,7 +583,10 @@ class Trainer:
         """The stage's linear read of the prior, when the readout term is on."""
         if not self.cfg.readout_weight:
             return None
-        return DegradationReadout(self.model_cfg.prior_dim, dataset_tasks(self.dataset)).to(self.device)
+        tasks = set(dataset_tasks(self.dataset))
+        if self.final_dataset is not None:
+            tasks |= set(dataset_tasks(self.final_dataset))
+        return DegradationReadout(self.model_cfg.prior_dim, tuple(sorted(tasks))).to(self.device)
 
     def _balance(self) -> TaskBalance | None:
         """The stage's task balance, when it is on."""
@@ -666,10 +682,7 @@ class Trainer:
         returns the precision it ran at."""
         cfg, device = self.cfg, self.device
         forward_model = DistributedDataParallel(model) if self.dist.world > 1 else model
-        loader = DataLoader(
-            self.dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
-            sampler=SampleIndices(step, cfg.batch_size, self.dist.rank, self.dist.world, stage.data_offset))
-        batches = iter(loader)
+        batches = self._batches(stage, step)
         dtype = autocast_dtype(cfg.precision, device)
         autocast = torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
         precision = "bf16 autocast" if dtype is not None else "fp32"
@@ -720,6 +733,20 @@ class Trainer:
                            info=self._weights_info(stage, step, precision, {"of_steps": stage.steps}))
         bar.close()
         return precision
+
+    def _batches(self, stage: Stage, step: int) -> Iterator[dict]:
+        """The stage's batches from `step` to its end: the main mixture's, and in Stage 2's last
+        `final_share` of steps the final mixture's. Sample indices run on across the switch, so
+        that a resumed run draws what an unbroken one would."""
+        switch = stage.steps
+        if stage.name == "stage2" and self.final_dataset is not None:
+            switch = round(stage.steps * (1 - self.cfg.final_share))
+        for dataset, start, end in ((self.dataset, step, switch), (self.final_dataset, max(step, switch), stage.steps)):
+            if start < end:
+                loader = DataLoader(dataset, batch_size=self.cfg.batch_size, num_workers=self.cfg.num_workers,
+                                    sampler=SampleIndices(start, self.cfg.batch_size, self.dist.rank, self.dist.world,
+                                                          stage.data_offset))
+                yield from islice(loader, end - start)
 
     def _resume(self, stage: Stage, checkpoint_path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
                 average: WeightAverage | None) -> int:

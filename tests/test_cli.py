@@ -242,3 +242,12 @@ def test_train_refuses_crops_smaller_than_the_prior_context(tmp_path):
                                       "--patch-schedule", "32:1.0", "--prior-context", "64", "--patch-size", "48"])
     with pytest.raises(SystemExit, match="--prior-context 64"):
         run_train(args)
+
+
+def test_train_asks_for_the_final_share_when_given_a_final_mixture(tmp_path):
+    from lupi_core.__main__ import build_parser, run_train
+
+    args = build_parser().parse_args(["train", "--out", str(tmp_path), "--clean-folder", str(tmp_path),
+                                      "--final-task-weight", "clean-bsd400=1.0"])
+    with pytest.raises(SystemExit, match="--final-share"):
+        run_train(args)

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -762,3 +763,35 @@ def test_the_coarse_error_term_trains_and_logs_the_plain_l1_beside_it(tmp_path):
         assert r["loss"] == pytest.approx(r["l1"]) and r["l1"] > 0 and r["plain_l1"] > 0 and r["l1"] != r["plain_l1"]
     with pytest.raises(ValueError, match="coarse_scale"):
         TrainConfig(out_dir=tmp_path, coarse_scale=-1)
+
+
+class FinalPhotos(NoisyPhotos):
+    """NoisyPhotos labelled as the final mixture's task (and naming it, as a recipe's parts do)."""
+
+    task = "clean"
+
+    def __getitem__(self, index):
+        return {**super().__getitem__(index), "task": self.task}
+
+
+def test_the_final_share_of_stage2_draws_from_the_final_mixture_and_resumes_on_it(tmp_path):
+    main_draws, final_draws = [], []
+    cfg = _config(tmp_path, stage2_steps=4, final_share=0.5, readout_weight=0.1)
+    main = NoisyPhotos(32, record=main_draws)
+    main.task = "denoise"
+    trainer = Trainer(cfg, main, final_dataset=FinalPhotos(32, record=final_draws))
+    trainer.run()
+    assert trainer._readout().tasks == ("clean", "denoise")  # the readout names both mixtures' tasks
+    stage2_main = [i for i in main_draws if i >= trainer_module.STAGE2_DRAWS]
+    assert len(stage2_main) == 2 * 2 and len(final_draws) == 2 * 2  # steps 0-1, then 2-3, of 2 patches
+    assert final_draws == list(range(stage2_main[-1] + 1, stage2_main[-1] + 5))  # the indices run on
+    stage2 = types.SimpleNamespace(name="stage2", steps=4, data_offset=trainer_module.STAGE2_DRAWS)
+    final_draws.clear()
+    resumed = next(trainer._batches(stage2, 3))  # a run resumed at step 3 draws what the unbroken one did
+    assert resumed["task"] == ["clean", "clean"] and final_draws == list(range(stage2_main[-1] + 3, stage2_main[-1] + 5))
+    stage1 = types.SimpleNamespace(name="stage1", steps=4, data_offset=0)
+    assert next(trainer._batches(stage1, 3))["task"] == ["denoise", "denoise"]  # Stage 1 keeps the main mixture
+    with pytest.raises(ValueError, match="final_share"):
+        _config(tmp_path, final_share=1.0)
+    with pytest.raises(ValueError, match="final dataset"):
+        Trainer(_config(tmp_path / "b", final_share=0.5), NoisyPhotos(32))

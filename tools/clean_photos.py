@@ -4,7 +4,7 @@
 ungated restoration stays to the photo: median PSNR against it, median |change of mean
 brightness| (0-255), and how many stay within 33 dB and 3/255 (issue #16's target).
 
-    python -m tools.clean_photos [FOLDER ...] [--limit 30] [--checkpoint F --atlas PATH]
+    python -m tools.clean_photos [FOLDER ...] [--limit 30] [--checkpoint F --atlas PATH] [--per-image]
 """
 from __future__ import annotations
 
@@ -31,19 +31,23 @@ def main() -> int:
     parser.add_argument("--checkpoint", type=Path, default=None, help="student weights (default: the shipped model)")
     parser.add_argument("--atlas", type=Path, default=None, help="an atlas built with that student's D_S")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--per-image", action="store_true", help="also list each image's PSNR and brightness change")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     pipeline = load_pretrained(args.checkpoint, atlas=args.atlas)
-    sets = {"bundled photographs": [bundled_image(name, None) for name in BUNDLED_IMAGES]}
+    sets = {"bundled photographs": {name: bundled_image(name, None) for name in BUNDLED_IMAGES}}
     for folder in args.folders:
-        sets[str(folder)] = [load_image(path) for path in list_images(folder)[:args.limit]]
-    rows = []
-    for name, images in sets.items():
+        sets[str(folder)] = {path.name: load_image(path) for path in list_images(folder)[:args.limit]}
+    rows, image_rows = [], []
+    for name, named_images in sets.items():
+        images = list(named_images.values())
         kinds = Counter(pipeline.read(image)["kind"] for image in images) if pipeline.atlas is not None else None
         scores = []
-        for image in images:
+        for image_name, image in named_images.items():
             restored = pipeline.restore_float(image)
-            scores.append((psnr(restored, image), abs(float(restored.mean()) - image.mean() / 255) * 255))
+            change = float(restored.mean()) * 255 - image.mean()
+            scores.append((psnr(restored, image), abs(change)))
+            image_rows.append([name, image_name, f"{scores[-1][0]:.1f}", f"{change:+.1f}"])
         db, brightness = np.array(scores).T
         within = int(np.sum((db >= TARGET_DB) & (brightness <= TARGET_BRIGHTNESS)))
         rows.append([name, len(images), "no atlas" if kinds is None else kinds["clean"],
@@ -52,6 +56,9 @@ def main() -> int:
     print(markdown_table(["clean images", "n", "read as clean", "read as", "PSNR vs itself (median dB)",
                           "brightness change (median /255)", f"within {TARGET_DB:g} dB and {TARGET_BRIGHTNESS:g}/255"],
                          rows))
+    if args.per_image:
+        print()
+        print(markdown_table(["set", "image", "PSNR vs itself (dB)", "brightness change (/255)"], image_rows))
     return 0
 
 
