@@ -681,6 +681,7 @@ class Trainer:
         """The training loop from `step` to the stage's end, `elapsed` seconds of earlier sittings in;
         returns the precision it ran at."""
         cfg, device = self.cfg, self.device
+        with_context = cfg.prior_context > 0
         forward_model = DistributedDataParallel(model) if self.dist.world > 1 else model
         batches = self._batches(stage, step)
         dtype = autocast_dtype(cfg.precision, device)
@@ -694,13 +695,13 @@ class Trainer:
         started = time.perf_counter() - elapsed
         while step < stage.steps:
             patch_size = cfg.patch_size_at(step, stage.steps)
-            batch = to_device(restorer_batch(next(batches), patch_size, cfg.prior_context > 0), device)
+            batch = to_device(restorer_batch(next(batches), patch_size, with_context), device)
             if stage.balance is not None:
                 if step % stage.balance.every == 0:
                     with autocast:
                         stage.balance.measure(model, lambda m, b: self._reconstruction(
                             stage.evaluate(m, b["degraded"], b["clean"]), b)["loss"],
-                            lambda b: to_device(restorer_batch(b, patch_size, cfg.prior_context > 0), device))
+                            lambda b: to_device(restorer_batch(b, patch_size, with_context), device))
                 batch["loss_weight"] = stage.balance.per_sample(list(batch["task"]), device)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, stage.steps, cfg.lr, cfg.warmup_steps)
