@@ -122,14 +122,15 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def parse_task_weight(text: str) -> tuple[str, float]:
-    """NAME=W from the command line, for --task-weight."""
+    """NAME=W from the command line, for --task-weight (W = 0 leaves the task out)."""
     name, sep, value = text.partition("=")
     try:
         weight = float(value)
     except ValueError:
         weight = float("nan")
-    if not sep or not name or not weight > 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: write NAME=W with a recipe task's name and a positive weight")
+    if not sep or not name or not weight >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: write NAME=W with a recipe task's name and a weight >= 0 "
+                                         "(0 leaves the task out)")
     return name, weight
 
 
@@ -144,7 +145,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--patch-size", type=int, default=None,
                       help="override the recipe's patch size (default with --patch-schedule: its largest size)")
     data.add_argument("--task-weight", action="append", default=[], metavar="NAME=W", type=parse_task_weight,
-                      help="override one recipe task's sampling weight (repeatable)")
+                      help="override one recipe task's sampling weight (repeatable; 0 leaves the task out)")
     data.add_argument("--final-recipe", type=Path,
                       help="the mixture of Stage 2's last --final-share of steps (default: --recipe)")
     data.add_argument("--final-task-weight", action="append", default=[], metavar="NAME=W", type=parse_task_weight,

@@ -119,7 +119,8 @@ def load_recipe(recipe: str | Path | Mapping[str, Any], data_root: str | Path, s
     """A TaskMixture from a recipe (a path or an already-parsed dict); see the module docstring.
 
     `patch_size` overrides the recipe's; `task_weights` maps task names to weights that replace
-    the recipe's, for a sitting that leans on one task.
+    the recipe's, for a sitting that leans on one task; a weight of 0 leaves the task out (its
+    folders are not read), so a diagnosis run can drop one task without a copy of the recipe.
     """
     tables, source, specs = recipe_tasks(recipe)
     task_weights = dict(task_weights or {})
@@ -128,12 +129,18 @@ def load_recipe(recipe: str | Path | Mapping[str, Any], data_root: str | Path, s
         raise ValueError(f"{source}: no task named {', '.join(unknown)} to reweight; "
                          f"its tasks are {', '.join(spec.name for spec in specs)}")
     patch = int(patch_size if patch_size is not None else tables.get("patch_size", 128))
-    components = []
+    components, names = [], []
     for k, spec in enumerate(specs):
+        weight = task_weights.get(spec.name, spec.weight)
+        if weight == 0:
+            continue
         component_seed = int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
         try:
             dataset = spec.dataset(Path(data_root), patch, component_seed)
         except ValueError as error:
             raise ValueError(f"{source}, {error}") from None
-        components.append((dataset, task_weights.get(spec.name, spec.weight)))
-    return TaskMixture(components, seed=seed, names=[spec.name for spec in specs])
+        components.append((dataset, weight))
+        names.append(spec.name)
+    if not components:
+        raise ValueError(f"{source}: every task's weight is 0; keep at least one")
+    return TaskMixture(components, seed=seed, names=names)

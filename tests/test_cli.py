@@ -179,9 +179,10 @@ def test_export_ships_both_files_in_half_precision_with_their_info(cli):
     assert "largest output change" in results["export"].stdout
 
 
-def test_task_weight_flag_reads_name_and_positive_weight():
+def test_task_weight_flag_reads_name_and_a_weight_of_at_least_0():
     assert parse_task_weight("deblur-synthetic=1.6") == ("deblur-synthetic", 1.6)
-    for bad in ("deblur", "=2", "deblur=0", "deblur=-1", "deblur=heavy", "deblur=nan"):
+    assert parse_task_weight("clean-lol=0") == ("clean-lol", 0.0)
+    for bad in ("deblur", "=2", "deblur=-1", "deblur=heavy", "deblur=nan"):
         with pytest.raises(argparse.ArgumentTypeError, match="NAME=W"):
             parse_task_weight(bad)
 

@@ -265,6 +265,11 @@ def test_recipe_builds_a_mixture(tmp_path):
     assert mix[0]["clean"].shape[-1] == 24
     assert load_recipe(tmp_path / "r.toml", root, patch_size=16)[0]["clean"].shape[-1] == 16
     assert load_recipe(tmp_path / "r.toml", root, task_weights={"derain-real": 2.5}).weights == [3.0, 2.5]
+    dropped = load_recipe(tmp_path / "r.toml", root, seed=1, task_weights={"derain-real": 0})
+    assert dropped.names == ["denoise"] and dropped.weights == [3.0]
+    assert {dropped[i]["task"] for i in range(20)} == {"denoise"}
+    with pytest.raises(ValueError, match="every task's weight is 0"):
+        load_recipe(tmp_path / "r.toml", root, task_weights={"denoise": 0, "derain-real": 0})
     with pytest.raises(ValueError, match="no task named derain to reweight; its tasks are denoise, derain-real"):
         load_recipe(tmp_path / "r.toml", root, task_weights={"derain": 2.0})
     batch = next(iter(DataLoader(mix, batch_size=4)))
