@@ -41,6 +41,8 @@ class ModelConfig:
     db_sites: tuple[str, ...] = ("latent", "decoder3", "decoder2")
     db_mlp_hidden: int = 512
     db_film_init: str = "zero"
+    # TC (not in the paper): a whole-image colour transform that the prior sets before the U-Net.
+    tone_head: bool = False
     # D_T / D_S encoder: four conv layers down to H/8 x W/8 (strides 1, 2, 2, 2).
     estimator_channels: tuple[int, int, int, int] = (64, 128, 256, 512)
     estimator_mlp_hidden: int = 512

@@ -7,6 +7,8 @@ the Degradation-aware Block DB that injects d into the restorer (Figure 3).
   are the Table 4 alternatives that combine the images before one encoder.
 - D_S (Figure 3b) is one branch of the same encoder, seeing I_d alone.
 - DB (Figure 3c, eq. 1-2): [gamma, beta] = MLP(d); F' = F + Conv3x3(GELU(gamma * F + beta)).
+- PriorTone, TC (not in the paper; `tone_head`): a colour transform of the whole image that d sets,
+  applied before R's U-Net, so that global degradations' colour offsets leave the U-Net's steps.
 - DegradationReadout (not in the paper; training only, `--readout-weight`): a linear read of d
   that must name each patch's task and its severity, so that d carries what is wrong.
 """
@@ -96,6 +98,29 @@ class DegradationAwareBlock(nn.Module):
     def forward(self, features: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
         delta_gamma, beta = self.mlp(prior)[:, :, None, None].chunk(2, dim=1)
         return features + self.conv(F.gelu((1 + delta_gamma) * features + beta))
+
+
+class PriorTone(nn.Module):
+    """TC: I_d -> (1 + A(d)) I_d + b(d), one 3x3 colour matrix and offset per image, set by d.
+
+    Haze's airlight and low light's exposure are global: the prior carries them and a patch does
+    not show them (docs/design.md), and most of their remaining error is one colour offset per
+    patch, whose L1 gradient sets the shared steps and holds back the local tasks. With TC the
+    prior takes that offset off directly and the U-Net restores what is local. The MLP's last
+    layer starts at zero, so a new TC is the identity (a warm start from a model without one
+    keeps that model's output).
+    """
+
+    def __init__(self, prior_dim: int, hidden: int):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(prior_dim, hidden), nn.GELU(), nn.Linear(hidden, 12))
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, image: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+        params = self.mlp(prior)
+        matrix, offset = params[:, :9].unflatten(1, (3, 3)), params[:, 9:, None, None]
+        return image + torch.einsum("bij,bjhw->bihw", matrix.to(image.dtype), image) + offset.to(image.dtype)
 
 
 class DegradationReadout(nn.Module):

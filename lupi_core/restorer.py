@@ -1,9 +1,10 @@
 """R: the Restormer U-Net, with Degradation-aware Blocks where the prior enters.
 
 Four encoder levels (dim, 2dim, 4dim, latent 8dim), three decoder levels, a
-refinement stage and the global image residual, exactly as Restormer. With no
-DB sites it *is* Restormer (26,126,644 parameters in the `paper` preset): the
-Table 3 "w/o Degradation Predictor" model.
+refinement stage and the global image residual, exactly as Restormer, optionally
+after TC, the prior's whole-image colour transform (`tone_head`, not in the paper).
+With no DB sites and no TC it *is* Restormer (26,126,644 parameters in the `paper`
+preset): the Table 3 "w/o Degradation Predictor" model.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from torch import nn
 
 from .blocks import Downsample, Upsample, transformer_stage
 from .config import ModelConfig
-from .prior import DegradationAwareBlock
+from .prior import DegradationAwareBlock, PriorTone
 
 
 class Restorer(nn.Module):
@@ -50,10 +51,11 @@ class Restorer(nn.Module):
             site: DegradationAwareBlock(site_channels[site], cfg.prior_dim, cfg.db_mlp_hidden, cfg.db_film_init)
             for site in (cfg.db_sites if with_prior else ())
         })
+        self.tone = PriorTone(cfg.prior_dim, cfg.db_mlp_hidden) if with_prior and cfg.tone_head else None
 
     @property
     def uses_prior(self) -> bool:
-        return len(self.dbs) > 0
+        return len(self.dbs) > 0 or self.tone is not None
 
     def _modulate(self, site: str, features: torch.Tensor, prior: torch.Tensor | None) -> torch.Tensor:
         return self.dbs[site](features, prior) if site in self.dbs else features
@@ -62,6 +64,8 @@ class Restorer(nn.Module):
         """image: B x 3 x H x W in [0, 1], H and W multiples of 8; prior: B x prior_dim."""
         if self.uses_prior and prior is None:
             raise ValueError("this restorer has Degradation-aware Blocks and needs a prior")
+        if self.tone is not None:
+            image = self.tone(image, prior)
         enc1 = self.encoder1(self.patch_embed(image))
         enc2 = self.encoder2(self.down1_2(enc1))
         enc3 = self.encoder3(self.down2_3(enc2))

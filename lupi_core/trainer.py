@@ -94,6 +94,9 @@ class TrainConfig:
     db_film_init: str | None = setting(None, type=str, choices=DB_FILM_INITS,
                                        help="DB's FiLM MLP starts at zero (gamma 1, beta 0 for every prior) or random "
                                             "(default: the objective's)")
+    tone_head: bool = setting(False, help="TC: the prior also sets a colour matrix and offset for the whole "
+                                          "image before R's U-Net (not in the paper; a warm start from a model "
+                                          "without it adds it at the identity)")
     mode: str = setting("lupi", choices=MODES, help="two-stage LUPI or a Table 3 ablation")
     stage1_steps: int = setting(1000, help="Stage 1 steps (D_T + R_T)")
     stage2_steps: int = setting(1000, help="Stage 2 steps (D_S + R_S), or the single stage of an ablation")
@@ -258,7 +261,8 @@ class TrainConfig:
 
     def model_config(self) -> ModelConfig:
         return ModelConfig.preset(self.preset, estimator_design=self.estimator_design,
-                                  estimator_input=self.estimator_input, db_film_init=self.db_film_init)
+                                  estimator_input=self.estimator_input, db_film_init=self.db_film_init,
+                                  tone_head=self.tone_head)
 
     def to_json(self) -> str:
         paths = {"out_dir": str(self.out_dir), "init_from": self.init_from and str(self.init_from)}
@@ -637,11 +641,16 @@ class Trainer:
             return
         path = warm_start_file(self.cfg.init_from, weights_file, kind)
         earlier = load_model(path, kind=kind)
-        # db_film_init only chooses starting values, which the loaded weights replace
-        if replace(earlier.cfg, db_film_init=self.model_cfg.db_film_init) != self.model_cfg:
+        # db_film_init only chooses starting values, which the loaded weights replace; a TC the
+        # earlier model lacks starts at the identity
+        adds_tone = self.model_cfg.tone_head and not earlier.cfg.tone_head
+        same = replace(earlier.cfg, db_film_init=self.model_cfg.db_film_init, tone_head=self.model_cfg.tone_head)
+        if same != self.model_cfg:
             raise ValueError(f"{path} is a different architecture from preset "
                              f"{self.cfg.preset!r}; warm-start from a run of the same preset")
-        model.load_state_dict(earlier.state_dict())
+        missing, unexpected = model.load_state_dict(earlier.state_dict(), strict=not adds_tone)
+        if unexpected or any(".tone." not in key for key in missing):
+            raise ValueError(f"{path}: its weights do not fit this model (missing {missing}, unexpected {unexpected})")
 
     # -- the loop ------------------------------------------------------------------------------
     def _run_stage(self, stage: Stage) -> Path:

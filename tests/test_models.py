@@ -12,7 +12,7 @@ from lupi_core.blocks import GDFN, MDTA
 from lupi_core.complexity import gmac
 from lupi_core.config import DB_SITES, PRESETS, ModelConfig
 from lupi_core.models import build_backbone, build_student, build_teacher, count_parameters
-from lupi_core.prior import DegradationAwareBlock, DegradationPredictor, PrivilegedEstimator
+from lupi_core.prior import DegradationAwareBlock, DegradationPredictor, PriorTone, PrivilegedEstimator
 from lupi_core.restorer import Restorer
 
 TINY = ModelConfig.preset("tiny")
@@ -251,7 +251,8 @@ def test_presets():
         ModelConfig.preset("huge")
 
 
-@pytest.mark.parametrize("cfg", [ModelConfig(), TINY, TINY.replace(db_sites=("decoder1",), estimator_design="concat")])
+@pytest.mark.parametrize("cfg", [ModelConfig(), TINY, TINY.replace(db_sites=("decoder1",), estimator_design="concat"),
+                                 TINY.replace(tone_head=True)])
 def test_json_round_trip(cfg):
     text = cfg.to_json()
     assert isinstance(json.loads(text), dict)
@@ -312,3 +313,32 @@ def test_a_random_film_init_lets_the_prior_act_as_soon_as_the_conv_has_grown():
         assert (changed > 1e-4) == steers, (init, changed)
     with pytest.raises(ValueError, match="FiLM init"):
         ModelConfig.preset("tiny", db_film_init="ones")
+
+
+def test_tone_head_is_the_identity_at_init_and_a_colour_transform_the_prior_sets():
+    """TC: image -> (1 + A(d)) image + b(d), per image; a new one changes nothing."""
+    torch.manual_seed(0)
+    tone = PriorTone(prior_dim=512, hidden=32)
+    image, prior = torch.rand(2, 3, 8, 8), torch.randn(2, 512)
+    assert torch.equal(tone(image, prior), image)
+    nn.init.normal_(tone.mlp[-1].weight, std=0.1)
+    with torch.no_grad():
+        params = tone.mlp(prior)
+        out = tone(image, prior)
+    matrix, offset = params[:, :9].view(2, 3, 3), params[:, 9:]
+    pixel = image[1, :, 4, 5]
+    torch.testing.assert_close(out[1, :, 4, 5], pixel + matrix[1] @ pixel + offset[1])
+    with torch.no_grad():
+        assert not torch.allclose(tone(image, torch.randn(2, 512)), out)
+
+
+def test_a_restorer_with_a_tone_head_starts_where_one_without_it_does():
+    torch.manual_seed(0)
+    plain = Restorer(TINY).eval()
+    toned = Restorer(TINY.replace(tone_head=True)).eval()
+    missing, unexpected = toned.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(key.startswith("tone.") for key in missing)
+    image, prior = torch.rand(1, 3, 16, 16), torch.randn(1, 512)
+    with torch.no_grad():
+        torch.testing.assert_close(toned(image, prior), plain(image, prior))
+    assert Restorer(TINY.replace(tone_head=True), with_prior=False).tone is None

@@ -301,6 +301,12 @@ def test_init_from_warm_starts_both_stages_with_a_fresh_schedule(lupi_run, tmp_p
     # The steer objective's random FiLM init is a starting point, which warm-started weights replace.
     steer = Trainer(_config(tmp_path / "steer", stage1_steps=0, init_from=earlier, objective="steer"), NoisyPhotos(32))
     _assert_same_tensors(steer._stage1().model.state_dict(), load_model(outputs["teacher"]).state_dict())
+    # A tone head the earlier model lacks starts at the identity beside its weights.
+    toned = Trainer(_config(tmp_path / "toned", stage1_steps=0, init_from=earlier, tone_head=True), NoisyPhotos(32))
+    teacher = toned._stage1().model.state_dict()
+    added = [key for key in teacher if ".tone." in key]
+    assert added and not teacher[added[-1]].any()
+    _assert_same_tensors({k: v for k, v in teacher.items() if k not in added}, load_model(outputs["teacher"]).state_dict())
 
 
 def test_init_from_reads_exported_weights(lupi_run, tmp_path):
