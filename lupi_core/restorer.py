@@ -63,7 +63,7 @@ class Restorer(nn.Module):
     def forward(self, image: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
         """image: B x 3 x H x W in [0, 1], H and W multiples of 8; prior: B x prior_dim."""
         if self.uses_prior and prior is None:
-            raise ValueError("this restorer has Degradation-aware Blocks and needs a prior")
+            raise ValueError("this restorer reads a prior (in its Degradation-aware Blocks or TC) and needs a prior")
         if self.tone is not None:
             image = self.tone(image, prior)
         enc1 = self.encoder1(self.patch_embed(image))

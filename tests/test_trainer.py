@@ -307,6 +307,9 @@ def test_init_from_warm_starts_both_stages_with_a_fresh_schedule(lupi_run, tmp_p
     added = [key for key in teacher if ".tone." in key]
     assert added and not teacher[added[-1]].any()
     _assert_same_tensors({k: v for k, v in teacher.items() if k not in added}, load_model(outputs["teacher"]).state_dict())
+    toned.run()  # and a model with one does not warm-start one without it
+    with pytest.raises(ValueError, match="different architecture"):
+        Trainer(_config(tmp_path / "untoned", init_from=tmp_path / "toned"), NoisyPhotos(32))._stage1()
 
 
 def test_init_from_reads_exported_weights(lupi_run, tmp_path):
