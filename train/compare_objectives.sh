@@ -34,11 +34,12 @@ declare -A VARIANTS=(
   [predictor-only-l1-from-teacher]="--align l1 --student-from-teacher --predictor-only"  # Stage 2 trains D_S alone through R_T
   [bottleneck-l1-from-teacher]="--align l1 --student-from-teacher --prior-bottleneck 1e-3"  # d_T pays per nat beyond d_S
   [context-l1-from-teacher]="--align l1 --student-from-teacher --patch-schedule 64:1.0 --prior-context 128"  # D_T, D_S read 128 px around R's 64
+  [tone-l1-from-teacher]="--align l1 --student-from-teacher --tone-head"  # TC: the prior sets a whole-image colour transform
   [mse-from-teacher]="--align mse --student-from-teacher"
   [no-privileged]="--mode no-privileged"
 )
 # Rows run with three seeds; the others (component checks) with seed 0 only.
-SEEDED="paper random-film steer-weak steer steer-l1-from-teacher steer2-l1-from-teacher steer-l1-severity steer-l1-ema steer-l1-progressive residual no-privileged l1-from-teacher readout-l1-from-teacher readout1-l1-from-teacher balance-l1-from-teacher coarse-l1-from-teacher bottleneck-l1-from-teacher predictor-only-l1-from-teacher context-l1-from-teacher"
+SEEDED="paper random-film steer-weak steer steer-l1-from-teacher steer2-l1-from-teacher steer-l1-severity steer-l1-ema steer-l1-progressive residual no-privileged l1-from-teacher readout-l1-from-teacher readout1-l1-from-teacher balance-l1-from-teacher coarse-l1-from-teacher bottleneck-l1-from-teacher predictor-only-l1-from-teacher context-l1-from-teacher tone-l1-from-teacher"
 ONCE="wrong-prior-only contrast-only mse-from-teacher"
 runs=()
 for seed in ${SEEDS:-0 1 2}; do
