@@ -645,7 +645,7 @@ class Trainer:
         # earlier model lacks starts at the identity
         adds_tone = self.model_cfg.tone_head and not earlier.cfg.tone_head
         same = replace(earlier.cfg, db_film_init=self.model_cfg.db_film_init,
-                       tone_head=earlier.cfg.tone_head or adds_tone)
+                       tone_head=earlier.cfg.tone_head or self.model_cfg.tone_head)
         if same != self.model_cfg:
             raise ValueError(f"{path} is a different architecture from preset "
                              f"{self.cfg.preset!r}; warm-start from a run of the same preset")
