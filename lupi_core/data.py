@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from .degrade import KINDS, degrade, noise_level
+from .degrade import KINDS, degrade, noise_level, reach
 from .images import IMAGE_SUFFIXES, list_images, load_image, to_tensor
 
 # Default task label of each synthetic kind.
@@ -145,6 +145,10 @@ def _epoch_order(seed: int, index: int, count: int) -> int:
 class SyntheticPairs(Dataset):
     """Clean images degraded on the fly: crop + flip the clean patch, then `degrade()` it.
 
+    A kind that gathers from neighbours (blur) degrades a crop larger by its `reach()`
+    on every side, and the patch is cut from the middle, so that its border is blurred
+    from the photo around it as in a real blurred photo, not from a reflection.
+
     images: a folder (searched recursively) or a list of image paths. The level is
     drawn uniformly from level_range per item; for kind="noise", sigma_range
     (0-255 scale, e.g. (0, 55)) draws sigma uniformly instead.
@@ -189,14 +193,16 @@ class SyntheticPairs(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         rng = _item_rng(self.seed, index)
         clean = _CACHE.get(self.paths[_epoch_order(self.seed, index, len(self.paths))])
-        (patch,) = _crop_and_flip([clean], self.patch_size, rng)
+        margin = reach(self.kind)
+        (patch,) = _crop_and_flip([clean], self.patch_size + 2 * margin, rng)
         if self.sigma_range is not None:
             sigma = rng.uniform(*self.sigma_range)
             degraded, severity = degrade(patch, "noise", seed=rng, sigma=sigma), noise_level(sigma)
         else:
             severity = rng.uniform(*self.level_range)
             degraded = degrade(patch, self.kind, level=severity, seed=rng)
-        return _item(degraded, patch, self.task, severity)
+        inner = (slice(margin, margin + self.patch_size),) * 2
+        return _item(degraded[inner], patch[inner], self.task, severity)
 
 
 def pair_folders(input_dir: str | Path, target_dir: str | Path) -> list[tuple[Path, Path]]:

@@ -251,6 +251,24 @@ def _fft_convolve_valid(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     return out.transpose(1, 2, 0) if x.ndim == 3 else out
 
 
+def reach(kind: str) -> int:
+    """How many pixels beyond a crop's border `kind` gathers from (0 for pointwise kinds).
+
+    A training patch must be degraded with that much context around it and then
+    cropped, as a blurred photo is blurred before any crop: blurring the patch
+    itself would fill its border from a reflection that no real photo has.
+    """
+    if kind in ("blur", "mix"):
+        return _shake_kernel_size(_LEVEL_RANGES["blur"]["extent"][1]) // 2
+    # The others are pointwise, or draw their effect (rain streaks) rather than gather it.
+    return 0
+
+
+def _shake_kernel_size(extent: float) -> int:
+    """The odd kernel size that holds a camera-shake path of this extent."""
+    return 2 * int(math.ceil(extent / 2)) + 3
+
+
 def _blur(x: np.ndarray, rng: np.random.Generator, p: dict[str, Any]) -> np.ndarray:
     return _convolve_reflect(x, p["kernel"])
 
@@ -336,8 +354,7 @@ def _apply(
             if p["kernel"].ndim != 2:
                 raise ValueError(f"kernel= must be a 2-D array, got shape {p['kernel'].shape}")
         elif kind == "blur":
-            size = 2 * int(math.ceil(p["extent"] / 2)) + 3
-            p["kernel"] = camera_shake_kernel(size, rng, p["extent"])
+            p["kernel"] = camera_shake_kernel(_shake_kernel_size(p["extent"]), rng, p["extent"])
         apply = {"rain": _rain, "haze": _haze, "blur": _blur, "lowlight": _lowlight}[kind]
         out = _to_uint8(apply(image.astype(np.float64) / 255.0, rng, p))
     return out, {"kind": kind, "level": None if level is None else float(level), **p}

@@ -19,6 +19,7 @@ from lupi_core.data import (
     promptir_datasets,
     random_patch_pair,
 )
+from lupi_core.degrade import reach
 from lupi_core.recipes import TaskSpec, load_recipe
 
 RECIPES = Path(__file__).resolve().parent.parent / "train" / "recipes"
@@ -102,6 +103,22 @@ def test_each_epoch_visits_every_image_once(tmp_path):
     for epoch in range(2):
         sums = {round(float(ds[epoch * 4 + k]["clean"].sum()), 3) for k in range(4)}
         assert len(sums) == 4
+
+
+def test_blurred_patches_are_cut_from_a_blurred_photo_not_blurred_after_the_cut(tmp_path):
+    # A dark square inside a bright frame exactly as wide as the blur's reach: the only
+    # crop of that size is the dark square, and only light blurred in from the frame
+    # can brighten it. Blurring the cut patch itself would leave it dark.
+    margin, patch = reach("blur"), 16
+    photo = np.full((patch + 2 * margin,) * 2 + (3,), 255, np.uint8)
+    photo[margin:-margin, margin:-margin] = 0
+    write(tmp_path / "clean", ["framed.png"], images=[photo])
+    ds = SyntheticPairs(tmp_path / "clean", "blur", level_range=(1.0, 1.0), patch_size=patch)
+    for k in range(4):
+        item = ds[k]
+        check_item(item, patch, "deblur")
+        assert float(item["clean"].max()) == 0.0
+        assert float(item["degraded"].max()) > 0.1
 
 
 def test_noise_sigma_range_and_noisy_folder(tmp_path):
