@@ -260,7 +260,7 @@ def reach(kind: str) -> int:
     """
     if kind in ("blur", "mix"):
         return _shake_kernel_size(_LEVEL_RANGES["blur"]["extent"][1]) // 2
-    # The others are pointwise, or draw their effect (rain streaks) rather than gather it.
+    # Noise and low light are pointwise; rain's streaks and haze's depth are drawn over the patch itself.
     return 0
 
 
