@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from .cli import RUNTIME_FLAGS, apply_runtime, checkpoint_flag, runtime_flags
+from .config import PRESETS
 
 # name: (module holding add_arguments/run, help, loads a trained student)
 MODULE_COMMANDS = {
@@ -101,7 +102,7 @@ def run_restore(args: argparse.Namespace) -> int:
 
 
 def add_info_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", default="paper", help="paper, small or tiny")
+    parser.add_argument("--preset", default="paper", choices=sorted(PRESETS), help="model size")
     parser.add_argument("--size", type=int, default=256, help="input side for GMAC (3 x size x size)")
 
 

@@ -33,7 +33,7 @@ from torch import nn
 
 from .cli import write_results
 from .complexity import gmac
-from .config import ModelConfig
+from .config import PRESETS, ModelConfig
 from .hardware import keep_freed_memory, resolve_device
 from .markdown import markdown_table
 from .models import build_backbone, build_student, count_parameters
@@ -310,7 +310,7 @@ def bench_to_markdown(result: dict) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", default="small", help="paper, small or tiny (ignored with --checkpoint)")
+    parser.add_argument("--preset", default="small", choices=sorted(PRESETS), help="model size (ignored with --checkpoint)")
     parser.add_argument("--size", type=int, default=256, help="input side, 1x3xSxS (the paper: 256)")
     parser.add_argument("--runs", type=int, default=10, help="timed forward passes (median reported)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed forward passes first")
