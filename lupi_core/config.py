@@ -97,20 +97,19 @@ class ModelConfig:
                      if dataclasses.replace(cfg, db_film_init=self.db_film_init) == self), None)
 
 
+_SMALL = ModelConfig(
+    dim=24, num_blocks=(1, 2, 2, 2), num_refinement_blocks=1, heads=(1, 2, 4, 8),
+    estimator_channels=(32, 64, 128, 256), estimator_mlp_hidden=256, db_mlp_hidden=256,
+)
+
 PRESETS: dict[str, ModelConfig] = {
     # The paper's model: Restormer defaults, prior 512 (section 4.1).
     "paper": ModelConfig(),
     # The shipped CPU model.
-    "small": ModelConfig(
-        dim=24, num_blocks=(1, 2, 2, 2), num_refinement_blocks=1, heads=(1, 2, 4, 8),
-        estimator_channels=(32, 64, 128, 256), estimator_mlp_hidden=256, db_mlp_hidden=256,
-    ),
+    "small": _SMALL,
     # `small` with about twice its transformer blocks, at the same width: does capacity let the
     # mixture learn the local tasks (blur) beside the global ones? docs/results/capacity/.
-    "medium": ModelConfig(
-        dim=24, num_blocks=(2, 3, 3, 4), num_refinement_blocks=2, heads=(1, 2, 4, 8),
-        estimator_channels=(32, 64, 128, 256), estimator_mlp_hidden=256, db_mlp_hidden=256,
-    ),
+    "medium": _SMALL.replace(num_blocks=(2, 3, 3, 4), num_refinement_blocks=2),
     # Tests: a training step well under a second.
     "tiny": ModelConfig(
         dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, heads=(1, 1, 2, 2),
