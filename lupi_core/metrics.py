@@ -27,3 +27,19 @@ def ssim(restored: np.ndarray, clean: np.ndarray) -> float:
 
     return float(structural_similarity(as_unit_float(clean), as_unit_float(restored), data_range=1.0,
                                        channel_axis=-1, win_size=7))
+
+
+def error_bands(restored: np.ndarray, clean: np.ndarray, period: float = 16.0) -> dict[str, float]:
+    """Split the mean squared error of `restored` into three parts that add up to it (Parseval):
+    `offset`, each channel's mean error (a colour or brightness shift); `coarse`, detail whose
+    period is longer than `period` pixels (shading, halos); `fine`, the rest (edges, texture,
+    noise). A restorer that only shifts tone moves `offset`; one that sharpens lowers `fine`."""
+    error = as_unit_float(restored) - as_unit_float(clean)
+    height, width = error.shape[:2]
+    power = np.abs(np.fft.fft2(error, axes=(0, 1))) ** 2 / (height * width) ** 2
+    radius = np.hypot(*np.meshgrid(np.fft.fftfreq(height), np.fft.fftfreq(width), indexing="ij"))
+    dc = radius == 0
+    coarse = ~dc & (radius < 1.0 / period)
+    return {"mse": float((error ** 2).mean()), "offset": float(power[dc].sum() / error.shape[2]),
+            "coarse": float(power[coarse].sum() / error.shape[2]),
+            "fine": float(power[~dc & ~coarse].sum() / error.shape[2])}

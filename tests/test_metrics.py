@@ -7,7 +7,7 @@ import pytest
 import skimage.data
 from skimage.metrics import structural_similarity
 
-from lupi_core.metrics import as_unit_float, psnr, ssim
+from lupi_core.metrics import as_unit_float, error_bands, psnr, ssim
 
 
 @pytest.fixture(scope="module")
@@ -53,3 +53,17 @@ def test_floats_are_clamped_not_wrapped():
     clean = np.full((16, 16, 3), 1.0)
     assert psnr(np.full((16, 16, 3), 1.7), clean) == math.inf  # clamped to 1.0: identical
     assert ssim(clean, clean) == pytest.approx(1.0)
+
+
+def test_error_bands_add_up_and_land_where_they_belong(pair):
+    restored, clean = pair
+    bands = error_bands(restored, clean)
+    assert bands["offset"] + bands["coarse"] + bands["fine"] == pytest.approx(bands["mse"], rel=1e-9)
+    assert bands["fine"] > 0.9 * bands["mse"]  # white noise is mostly fine detail
+    flat = np.full((32, 32, 3), 0.5)
+    shifted = flat + np.array([0.1, 0.0, -0.1])
+    assert error_bands(shifted, flat) == pytest.approx({"mse": 0.02 / 3, "offset": 0.02 / 3, "coarse": 0, "fine": 0})
+    y = np.arange(64)[:, None, None]
+    grey = np.full((64, 64, 3), 0.5)
+    assert error_bands(grey + 0.1 * np.sin(2 * np.pi * y / 32), grey)["coarse"] == pytest.approx(0.005)
+    assert error_bands(grey + 0.1 * np.sin(2 * np.pi * y / 4), grey)["fine"] == pytest.approx(0.005)

@@ -1,0 +1,59 @@
+"""Where a model's error on one benchmark column sits: the mean squared error of the input, the
+classical rows and each model, split into a colour offset, coarse shading and fine detail (`metrics.error_bands`), so that a
+column scored below its input says whether the model shifts tone or fails to restore detail.
+
+    python -m tools.error_bands --data DATA [--column deblur] [--limit 20] [--checkpoint F ...]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lupi_core import classical
+from lupi_core.evaluate import COLUMNS, column_files, load_sample
+from lupi_core.markdown import markdown_table
+from lupi_core.metrics import error_bands, psnr
+from lupi_core.pipeline import load_pretrained
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="the benchmark data folder (as evaluate --data)")
+    parser.add_argument("--column", choices=sorted(COLUMNS), default="deblur")
+    parser.add_argument("--limit", type=int, default=20, help="the column's first N images (0: all)")
+    parser.add_argument("--checkpoint", type=Path, action="append", default=[],
+                        help="student weights; repeat to compare (default: the shipped model)")
+    parser.add_argument("--period", type=float, default=16.0, help="coarse: detail with a period over this, in px")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    column = COLUMNS[args.column]
+    samples = [load_sample(column, index, input_path, target_path)
+               for index, (input_path, target_path) in enumerate(column_files(args.data, column, args.limit or None))]
+    outputs = {"the input": [sample.degraded for sample in samples]}
+    for blind, methods in ((False, classical.METHODS), (True, classical.BLIND_METHODS)):
+        name = methods[column.kind][0]
+        if name not in outputs:  # the blind row only where it differs
+            outputs[name] = [classical.restore(column.kind, s.degraded, blind=blind, **({} if blind else s.side))
+                             for s in samples]
+    for checkpoint in args.checkpoint or [None]:
+        pipeline = load_pretrained(checkpoint)
+        outputs[str(checkpoint or "the shipped model")] = [pipeline.restore_float(s.degraded) for s in samples]
+    rows = []
+    for name, restored in outputs.items():
+        bands = [error_bands(image, sample.clean, args.period) for image, sample in zip(restored, samples)]
+        mean = {part: 1e4 * np.mean([b[part] for b in bands]) for part in ("mse", "offset", "coarse", "fine")}
+        rows.append([name, f"{np.mean([psnr(image, s.clean) for image, s in zip(restored, samples)]):.2f}",
+                     *(f"{mean[part]:.1f}" for part in ("mse", "offset", "coarse", "fine"))])
+    print(f"{column.title}, {column.dataset}: {len(samples)} images; squared error x 1e4 (images in [0, 1])\n")
+    print(markdown_table(["", "PSNR (dB)", "MSE", "colour offset", f"coarse (period > {args.period:g} px)",
+                          "fine"], rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
