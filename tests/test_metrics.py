@@ -57,13 +57,16 @@ def test_floats_are_clamped_not_wrapped():
 
 def test_error_bands_add_up_and_land_where_they_belong(pair):
     restored, clean = pair
-    bands = error_bands(restored, clean)
-    assert bands["offset"] + bands["coarse"] + bands["fine"] == pytest.approx(bands["mse"], rel=1e-9)
-    assert bands["fine"] > 0.9 * bands["mse"]  # white noise is mostly fine detail
+    bands = error_bands(restored, clean, periods=(8, 32))
+    assert list(bands) == ["mse", "offset", "> 32 px", "8-32 px", "< 8 px"]
+    assert sum(bands.values()) - bands["mse"] == pytest.approx(bands["mse"], rel=1e-9)
+    assert bands["< 8 px"] > 0.7 * bands["mse"]  # white noise is mostly fine detail
     flat = np.full((32, 32, 3), 0.5)
     shifted = flat + np.array([0.1, 0.0, -0.1])
-    assert error_bands(shifted, flat) == pytest.approx({"mse": 0.02 / 3, "offset": 0.02 / 3, "coarse": 0, "fine": 0})
+    assert error_bands(shifted, flat) == pytest.approx(
+        {"mse": 0.02 / 3, "offset": 0.02 / 3, "> 32 px": 0, "8-32 px": 0, "< 8 px": 0})
     y = np.arange(64)[:, None, None]
     grey = np.full((64, 64, 3), 0.5)
-    assert error_bands(grey + 0.1 * np.sin(2 * np.pi * y / 32), grey)["coarse"] == pytest.approx(0.005)
-    assert error_bands(grey + 0.1 * np.sin(2 * np.pi * y / 4), grey)["fine"] == pytest.approx(0.005)
+    for wave, band in ((64, "> 32 px"), (16, "8-32 px"), (4, "< 8 px")):
+        bands = error_bands(grey + 0.1 * np.sin(2 * np.pi * y / wave), grey)
+        assert bands[band] == pytest.approx(0.005) and bands["mse"] == pytest.approx(0.005)

@@ -1,6 +1,7 @@
 """Where a model's error on one benchmark column sits: the mean squared error of the input, the
-classical rows and each model, split into a colour offset, coarse shading and fine detail (`metrics.error_bands`), so that a
-column scored below its input says whether the model shifts tone or fails to restore detail.
+classical rows and each model, split into a colour offset and bands of detail by scale
+(`metrics.error_bands`), so that a column scored near its input says whether the model shifts
+tone, restores mid-scale contrast or restores edges.
 
     python -m tools.error_bands --data DATA [--column deblur] [--limit 20] [--checkpoint F ...]
 """
@@ -27,7 +28,8 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=20, help="the column's first N images (0: all)")
     parser.add_argument("--checkpoint", type=Path, action="append", default=[],
                         help="student weights; repeat to compare (default: the shipped model)")
-    parser.add_argument("--period", type=float, default=16.0, help="coarse: detail with a period over this, in px")
+    parser.add_argument("--periods", type=float, nargs="+", default=[32.0, 8.0],
+                        help="band edges, as the period of the detail in px")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -43,15 +45,15 @@ def main() -> int:
     for checkpoint in args.checkpoint or [None]:
         pipeline = load_pretrained(checkpoint)
         outputs[str(checkpoint or "the shipped model")] = [pipeline.restore_float(s.degraded) for s in samples]
-    rows = []
+    rows, parts = [], None
     for name, restored in outputs.items():
-        bands = [error_bands(image, sample.clean, args.period) for image, sample in zip(restored, samples)]
-        mean = {part: 1e4 * np.mean([b[part] for b in bands]) for part in ("mse", "offset", "coarse", "fine")}
+        bands = [error_bands(image, sample.clean, args.periods) for image, sample in zip(restored, samples)]
+        parts = list(bands[0])
         rows.append([name, f"{np.mean([psnr(image, s.clean) for image, s in zip(restored, samples)]):.2f}",
-                     *(f"{mean[part]:.1f}" for part in ("mse", "offset", "coarse", "fine"))])
-    print(f"{column.title}, {column.dataset}: {len(samples)} images; squared error x 1e4 (images in [0, 1])\n")
-    print(markdown_table(["", "PSNR (dB)", "MSE", "colour offset", f"coarse (period > {args.period:g} px)",
-                          "fine"], rows))
+                     *(f"{1e4 * np.mean([b[part] for b in bands]):.1f}" for part in parts)])
+    print(f"{column.title}, {column.dataset}: {len(samples)} images; squared error x 1e4 (images in [0, 1]), "
+          f"split by the period of the detail\n")
+    print(markdown_table(["", "PSNR (dB)", "MSE", "colour offset", *parts[2:]], rows))
     return 0
 
 
