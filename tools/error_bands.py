@@ -40,12 +40,12 @@ def main() -> int:
     for blind, methods in ((False, classical.METHODS), (True, classical.BLIND_METHODS)):
         name = methods[column.kind][0]
         if name not in outputs:  # the blind row only where it differs
-            outputs[name] = [classical.restore(column.kind, s.degraded, blind=blind, **({} if blind else s.side))
+            outputs[name] = [classical.restore(column.kind, s.degraded, blind=blind, **s.side)
                              for s in samples]
     for checkpoint in args.checkpoint or [None]:
         pipeline = load_pretrained(checkpoint)
         outputs[str(checkpoint or "the shipped model")] = [pipeline.restore_float(s.degraded) for s in samples]
-    rows, parts = [], None
+    rows = []
     for name, restored in outputs.items():
         bands = [error_bands(image, sample.clean, args.periods) for image, sample in zip(restored, samples)]
         parts = list(bands[0])
