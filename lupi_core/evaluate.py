@@ -145,6 +145,24 @@ def load_sample(column: Column, index: int, input_path: Path | None, target_path
     return Sample(input_path.name, degraded, clean)
 
 
+def reference_rows(columns: Sequence[Column]) -> tuple[str, ...]:
+    """The rows measured beside a model: the input, the classical method, and the blind classical
+    method where one of `columns` has a non-blind classical method."""
+    from . import classical
+
+    needs_blind = any(classical.BLIND_METHODS[c.kind] != classical.METHODS[c.kind] for c in columns)
+    return tuple(m for m in MEASURED if m != "model" and (m != "classical_blind" or needs_blind))
+
+
+def restore_reference(row: str, column: Column, sample: Sample) -> np.ndarray:
+    """A reference row's output for a sample: the input itself, or a classical restoration."""
+    from . import classical
+
+    if row == "input":
+        return sample.degraded
+    return classical.restore(column.kind, sample.degraded, blind=row == "classical_blind", **sample.side)
+
+
 def model_label(pipeline) -> str:
     preset = pipeline.cfg.preset_name() or "custom"
     return f"Ours, LUPI student ({preset})" if pipeline.has_prior else f"Ours, backbone only ({preset})"
@@ -173,8 +191,7 @@ def evaluate_benchmark(pipeline, data_dir: str | Path, benchmark: str, limit: in
         raise ValueError(f"{benchmark} has no column {', '.join(unknown)}; its columns are {', '.join(BENCHMARKS[benchmark])}")
     columns = [COLUMNS[key] for key in BENCHMARKS[benchmark] if not only or key in only]
     files = {c.key: column_files(Path(data_dir), c, limit) for c in columns}
-    needs_blind = any(classical.BLIND_METHODS[c.kind] != classical.METHODS[c.kind] for c in columns)
-    methods = tuple(m for m in MEASURED if m != "classical_blind" or needs_blind) if references else ("model",)
+    methods = (*reference_rows(columns), "model") if references else ("model",)
     if teacher:
         if pipeline.teacher is None:
             raise ValueError("scoring the teacher needs its weights: --teacher FILE")
@@ -187,14 +204,12 @@ def evaluate_benchmark(pipeline, data_dir: str | Path, benchmark: str, limit: in
         for index, (input_path, target_path) in enumerate(files[column.key]):
             sample = load_sample(column, index, input_path, target_path)
             outputs = {"model": lambda: pipeline.restore_float(sample.degraded),
-                       "input": lambda: sample.degraded,
-                       "classical": lambda: classical.restore(column.kind, sample.degraded, **sample.side),
-                       "classical_blind": lambda: classical.restore(column.kind, sample.degraded, blind=True),
                        "teacher": lambda: pipeline.restore_float(
                            sample.degraded, prior=pipeline.privileged_prior(sample.degraded, sample.clean),
                            with_teacher=True)}
             for method in methods:
-                restored = outputs[method]()
+                restored = (outputs[method]() if method in outputs
+                            else restore_reference(method, column, sample))
                 per_image.append({"task": column.key, "image": sample.name, "method": method,
                                   "psnr": psnr(restored, sample.clean), "ssim": ssim(restored, sample.clean)})
             bar.update(1)

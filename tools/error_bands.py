@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from lupi_core import classical
-from lupi_core.evaluate import COLUMNS, column_files, load_sample
+from lupi_core.evaluate import COLUMNS, column_files, load_sample, reference_rows, restore_reference
 from lupi_core.markdown import markdown_table
 from lupi_core.metrics import error_bands, psnr
 from lupi_core.pipeline import load_pretrained
@@ -36,12 +36,9 @@ def main() -> int:
     column = COLUMNS[args.column]
     samples = [load_sample(column, index, input_path, target_path)
                for index, (input_path, target_path) in enumerate(column_files(args.data, column, args.limit or None))]
-    outputs = {"the input": [sample.degraded for sample in samples]}
-    for blind, methods in ((False, classical.METHODS), (True, classical.BLIND_METHODS)):
-        name = methods[column.kind][0]
-        if name not in outputs:  # the blind row only where it differs
-            outputs[name] = [classical.restore(column.kind, s.degraded, blind=blind, **s.side)
-                             for s in samples]
+    names = {"input": "the input", "classical": classical.METHODS[column.kind][0],
+             "classical_blind": classical.BLIND_METHODS[column.kind][0]}
+    outputs = {names[row]: [restore_reference(row, column, s) for s in samples] for row in reference_rows([column])}
     for checkpoint in args.checkpoint or [None]:
         pipeline = load_pretrained(checkpoint)
         outputs[str(checkpoint or "the shipped model")] = [pipeline.restore_float(s.degraded) for s in samples]
