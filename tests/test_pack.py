@@ -62,11 +62,13 @@ def test_the_default_recipe_trains_both_stages_in_one_command(layout, tmp_path):
     _script("train_default.sh", str(layout), str(run), *TINY)
     config = (run / "train_config.json").read_text()
     for setting in ('"objective": "paper"', '"form": "l1"', '"student_from_teacher": true', '"ema_decay": 0.999',
-                    '"patch_schedule": "64:0.3,128:0.7"', '"frequency_weight": 1.0'):
+                    '"patch_schedule": "64:0.3,128:0.7"', '"frequency_weight": 1.0', '"final_share": 0.25'):
         assert setting in config, setting
     data = json.loads((run / "data.json").read_text())
-    assert data["recipe"] == "train/recipes/lupi-small-clean.toml" and data["patch_size"] == 128
-    assert data["task_weights"]["deblur-synthetic"] == 3.0 and data["task_weights"]["clean-bsd400"] == 0.5
+    assert data["recipe"] == "train/recipes/lupi-small.toml" and data["patch_size"] == 128
+    assert "clean-bsd400" not in data["task_weights"] and data["task_weights"]["deblur-synthetic"] == 1.0
+    assert data["final"]["recipe"] == "train/recipes/lupi-small-clean.toml"
+    assert data["final"]["task_weights"]["clean-bsd400"] == 0.5
     assert (run / "teacher.safetensors").is_file() and (run / "student.safetensors").is_file()
 
 

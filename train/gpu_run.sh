@@ -4,7 +4,8 @@
 # (default 380) from 30 timed Stage-1 steps, unless STAGE1_STEPS and STAGE2_STEPS are given.
 # The product never depends on it; the same recipe trains on a CPU.
 #   1. here, once:  python -m lupi_core pack train/recipes/lupi-small-clean.toml DATA runs/gpu-data
-#      (a 30 MiB subset of the training folders: the call carries 64 MiB with the repository)
+#      (a 30 MiB subset of the training folders, both of the recipe's mixtures: the call carries
+#      64 MiB with the repository)
 #   2. the call:    run(command="bash train/gpu_run.sh", carry=["runs/gpu-data"], timeout_s=570)
 #   3. here:        python -m lupi_core evaluate --benchmark 5task --checkpoint FILES/lupi-gpu-student.safetensors
 #                   python -m lupi_core probe --checkpoint FILES/lupi-gpu-student.safetensors \
@@ -24,11 +25,11 @@ if [[ -z ${STAGE1_STEPS:-} || -z ${STAGE2_STEPS:-} ]]; then
   bash train/train_default.sh "$data" "$run-timing" "${gpu[@]}" --stage1-steps 30 --stage2-steps 0 \
     --patch-schedule 128:1 --val-images 0 --log-every 10 --no-progress "$@"
   # seconds a 128-px Stage-1 step (warm-up included); a Stage-2 step costs about 0.9 of them, a
-  # 64-px step (each stage's first 30 %) under a third of one, and Stage 2 gets 3.5x Stage 1's steps
+  # 64-px step (each stage's first 30 %) under a third of one, and Stage 2 gets 8.2x Stage 1's steps
   step=$($PY -c 'import json, sys; r = json.loads(open(sys.argv[1]).readlines()[-1]); print(r["seconds"] / r["step"])' \
     "$run-timing/stage1_log.jsonl")
-  STAGE1_STEPS=$($PY -c "print(max(1, int(${TRAIN_SECONDS:-380} / ($step * 0.8 * (1 + 3.5 * 0.9)))))")
-  STAGE2_STEPS=$((STAGE1_STEPS * 7 / 2))
+  STAGE1_STEPS=$($PY -c "print(max(1, int(${TRAIN_SECONDS:-380} / ($step * 0.8 * (1 + 8.2 * 0.9)))))")
+  STAGE2_STEPS=$((STAGE1_STEPS * 82 / 10))
   echo "timed ${step} s a step: ${STAGE1_STEPS} + ${STAGE2_STEPS} steps"
 fi
 bash train/train_default.sh "$data" "$run" "${gpu[@]}" --stage1-steps "$STAGE1_STEPS" --stage2-steps "$STAGE2_STEPS" \
