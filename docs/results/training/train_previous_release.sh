@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Retrain the shipped model (assets/lupi-small-*.safetensors) exactly as it was
+# Retrain the previous release of lupi-small (assets/ before session 28) exactly as it was
 # trained: the lupi-small recipe on the benchmark data, both LUPI stages, on CPU.
-# Usage: train/train_shipped_model.sh DATA_DIR [RUN_DIR]
+# Usage, from the repository root: docs/results/training/train_previous_release.sh DATA_DIR [RUN_DIR]
 # One Stage-1 run and ten Stage-2 sittings, each from the one before (docs/results/training/HISTORY.md).
 # Killed? Run it again: each run resumes from its checkpoints/ folder.
 set -euo pipefail
