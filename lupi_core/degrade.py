@@ -78,6 +78,11 @@ def parameter_ranges() -> dict[str, dict[str, tuple[float, float]]]:
     return {kind: {**_LEVEL_RANGES[kind], **_RANDOM_RANGES.get(kind, {})} for kind in KINDS}
 
 
+def level_parameters(kind: str, level: float) -> dict[str, float]:
+    """The values of `kind`'s level-driven parameters at `level` (e.g. blur 0.5: extent 17 px)."""
+    return {name: lo + (hi - lo) * level for name, (lo, hi) in _LEVEL_RANGES[kind].items()}
+
+
 # ---------------------------------------------------------------------------
 # Noise
 
@@ -339,7 +344,7 @@ def _apply(
     # degrade(x, "noise", sigma=s, seed=g) is exactly the noise formula with g).
     if level is None and not set(_LEVEL_RANGES[kind]) <= set(overrides):
         level = float(rng.random())
-    p: dict[str, Any] = {} if level is None else {name: lo + (hi - lo) * level for name, (lo, hi) in _LEVEL_RANGES[kind].items()}
+    p: dict[str, Any] = {} if level is None else level_parameters(kind, level)
     # Random parameters are always drawn, even when overridden, so that the rest
     # of the random stream (and so the result) does not depend on the overrides.
     for name, (lo, hi) in _RANDOM_RANGES.get(kind, {}).items():

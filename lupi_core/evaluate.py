@@ -76,10 +76,9 @@ MEASURED = ("input", "classical", "classical_blind", "model")
 
 def benchmark_notes(benchmark: str, limit: int | None = None) -> list[str]:
     """What a reader must know before comparing a column with the published numbers."""
-    from .degrade import parameter_ranges
+    from .degrade import level_parameters
 
-    blur = ", ".join(f"{name} {lo + (hi - lo) * BLUR_LEVEL:g} px"
-                     for name, (lo, hi) in parameter_ranges()["blur"].items())
+    blur = ", ".join(f"{name} {value:g} px" for name, value in level_parameters("blur", BLUR_LEVEL).items())
     notes = {
         "dehaze": "Dehazing is scored on SOTS-indoor (test scenes 1425-1449, haze levels 1/5/10); the published "
                   "rows are on SOTS-outdoor, so that column is not directly comparable.",

@@ -15,7 +15,7 @@ import numpy as np
 from scipy.ndimage import uniform_filter
 
 from lupi_core.classical import deblur_wiener
-from lupi_core.degrade import camera_shake_kernel, parameter_ranges
+from lupi_core.degrade import camera_shake_kernel, level_parameters
 from lupi_core.evaluate import BLUR_LEVEL, COLUMNS, column_files, load_sample
 from lupi_core.markdown import markdown_table
 from lupi_core.metrics import psnr
@@ -48,8 +48,7 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=20, help="the deblurring column's first N images (0: all)")
     args = parser.parse_args()
     column = COLUMNS["deblur"]
-    mildest, strongest = parameter_ranges()["blur"]["extent"]
-    extent = mildest + (strongest - mildest) * BLUR_LEVEL  # the column's extent, as load_sample blurs
+    extent = level_parameters("blur", BLUR_LEVEL)["extent"]  # the column's, as load_sample blurs
     scores: dict[str, list[float]] = {"the input (no deconvolution)": []}
     for index, (input_path, target_path) in enumerate(column_files(args.data, column, args.limit or None)):
         sample = load_sample(column, index, input_path, target_path)

@@ -26,10 +26,12 @@ if [[ -z ${STAGE1_STEPS:-} || -z ${STAGE2_STEPS:-} ]]; then
     --patch-schedule 128:1 --val-images 0 --log-every 10 --no-progress "$@"
   # seconds a 128-px Stage-1 step (warm-up included); a Stage-2 step costs about 0.9 of them, a
   # 64-px step (each stage's first 30 %) under a third of one, and Stage 2 gets 8.2x Stage 1's steps
+  # (train_default.sh: 2000 + 16,400)
   step=$($PY -c 'import json, sys; r = json.loads(open(sys.argv[1]).readlines()[-1]); print(r["seconds"] / r["step"])' \
     "$run-timing/stage1_log.jsonl")
-  STAGE1_STEPS=$($PY -c "print(max(1, int(${TRAIN_SECONDS:-380} / ($step * 0.8 * (1 + 8.2 * 0.9)))))")
-  STAGE2_STEPS=$((STAGE1_STEPS * 82 / 10))
+  read -r STAGE1_STEPS STAGE2_STEPS < <($PY -c "ratio = 16400 / 2000
+stage1 = max(1, int(${TRAIN_SECONDS:-380} / ($step * 0.8 * (1 + ratio * 0.9))))
+print(stage1, int(stage1 * ratio))")
   echo "timed ${step} s a step: ${STAGE1_STEPS} + ${STAGE2_STEPS} steps"
 fi
 bash train/train_default.sh "$data" "$run" "${gpu[@]}" --stage1-steps "$STAGE1_STEPS" --stage2-steps "$STAGE2_STEPS" \
