@@ -4,22 +4,60 @@
 # quotes rerun into docs/results/ (evaluate 3task and 5task, bench, probe, clean photos).
 # Usage: train/ship.sh RUN_DIR DATA_DIR, with nothing else running (bench times the CPU);
 # about an hour and a half on 2 cores. Then update MODEL_CARD.md from docs/results/.
+# Resumable: each finished step leaves a marker in RUN_DIR/ship-state/ holding the checksum of
+# the run's weights; a rerun skips the steps whose marker matches, and new weights redo them all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run=${1:?usage: $0 RUN_DIR DATA_DIR}
 data=${2:?usage: $0 RUN_DIR DATA_DIR}
 PY=${PY:-.venv/bin/python}
-results=docs/results
-$PY -m lupi_core export "$run" --out assets --name lupi-small | tee "$results/export.log"
-$PY -m lupi_core atlas --checkpoint assets/lupi-small-student.safetensors --out assets/atlas --no-progress
-for benchmark in 3task 5task; do
-  $PY -m lupi_core evaluate --data "$data" --benchmark $benchmark --out "$results/eval-$benchmark.json" \
-    --csv "$results/eval-$benchmark.csv" --no-progress > "$results/eval-$benchmark.log"
-done
-$PY -m lupi_core probe --out "$results/probe-shipped.json" --no-progress > "$results/probe-shipped.txt"
-clean=(test/denoise/CBSD68 test/dehaze/SOTS-indoor/target test/lowlight/LOL-eval15/target test/derain/Rain100L/target)
-{ echo "Command: \`python -m tools.clean_photos ${clean[*]/#/DATA/}\`"; echo
-  PYTHONPATH=. $PY -m tools.clean_photos "${clean[@]/#/$data/}"; } > "$results/clean-photos.md"
-$PY -m lupi_core bench --preset small --threads 2 --runs 5 --warmup 2 --out "$results/bench-small.json" \
-  > "$results/bench-small.txt"
-LUPI_SCREENSHOTS_SHIPPED=1 $PY -m pytest -q tests/test_browser.py
+results=${RESULTS:-docs/results}
+state="$run/ship-state"
+weights=$(cat "$run/student.safetensors" "$run/teacher.safetensors" | sha256sum | cut -d' ' -f1)
+mkdir -p "$state"
+
+export_weights() {
+  $PY -m lupi_core export "$run" --out assets --name lupi-small | tee "$results/export.log"
+}
+atlas() {
+  $PY -m lupi_core atlas --checkpoint assets/lupi-small-student.safetensors --out assets/atlas --no-progress
+}
+evaluate() {  # evaluate BENCHMARK
+  $PY -m lupi_core evaluate --data "$data" --benchmark "$1" --out "$results/eval-$1.json" \
+    --csv "$results/eval-$1.csv" --no-progress > "$results/eval-$1.log"
+}
+probe() {
+  $PY -m lupi_core probe --out "$results/probe-shipped.json" --no-progress > "$results/probe-shipped.txt"
+}
+clean_photos() {
+  local clean=(test/denoise/CBSD68 test/dehaze/SOTS-indoor/target test/lowlight/LOL-eval15/target test/derain/Rain100L/target)
+  { echo "Command: \`python -m tools.clean_photos ${clean[*]/#/DATA/}\`"; echo
+    PYTHONPATH=. $PY -m tools.clean_photos "${clean[@]/#/$data/}"; } > "$results/clean-photos.md"
+}
+bench() {
+  $PY -m lupi_core bench --preset small --threads 2 --runs 5 --warmup 2 --out "$results/bench-small.json" \
+    > "$results/bench-small.txt"
+}
+screenshots() {
+  LUPI_SCREENSHOTS_SHIPPED=1 $PY -m pytest -q tests/test_browser.py
+}
+
+step() {  # step NAME COMMAND...: run COMMAND unless this run's weights already went through NAME
+  local name=$1; shift
+  if [[ -f $state/$name && $(cat "$state/$name") == "$weights" ]]; then
+    echo "ship: $name done for these weights, skipped"
+    return
+  fi
+  echo "ship: $name"
+  "$@"
+  echo "$weights" > "$state/$name"
+}
+
+step export export_weights
+step atlas atlas
+step evaluate-3task evaluate 3task
+step evaluate-5task evaluate 5task
+step probe probe
+step clean-photos clean_photos
+step bench bench
+step screenshots screenshots
