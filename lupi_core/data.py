@@ -40,8 +40,8 @@ TASK_OF_KIND = {"noise": "denoise", "rain": "derain", "haze": "dehaze", "blur": 
 STAGE2_DRAWS = 10**12
 HELD_OUT_DRAWS = 10**15
 
-# Tags that keep the random streams of items, epoch orders and mixture picks apart.
-_ITEM, _ORDER, _PICK = 0, 1, 2
+# Tags that keep the random streams of items, epoch orders, mixture picks and counterfactuals apart.
+_ITEM, _ORDER, _PICK, _COUNTERFACTUAL = 0, 1, 2, 3
 
 PAIR_LAYOUTS = (
     "same file names in both folders (extensions may differ), e.g. input/1.png <-> target/1.jpg; "
@@ -126,6 +126,15 @@ def _item(degraded: np.ndarray, clean: np.ndarray, task: str, severity: float = 
             "severity": float(severity)}
 
 
+def _other_value(value: float, low: float, high: float, rng: np.random.Generator) -> float:
+    """Another value in [low, high], a third to two thirds of the range away from `value` (wrapping
+    around), so that a counterfactual differs clearly in severity."""
+    span = high - low
+    if span <= 0:
+        return value
+    return low + ((value - low) + span * rng.uniform(1 / 3, 2 / 3)) % span
+
+
 def _item_rng(seed: int, index: int) -> np.random.Generator:
     if not isinstance(index, (int, np.integer)) or index < 0:
         raise IndexError(f"dataset index must be a non-negative integer, got {index!r}")
@@ -186,6 +195,7 @@ class SyntheticPairs(Dataset):
         self.patch_size = int(patch_size)
         self.seed = int(seed)
         self.task = task or TASK_OF_KIND[kind]
+        self.counterfactuals = False  # set by `with_counterfactuals`
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -202,7 +212,24 @@ class SyntheticPairs(Dataset):
             severity = rng.uniform(*self.level_range)
             degraded = degrade(patch, self.kind, level=severity, seed=rng)
         inner = (slice(margin, margin + self.patch_size),) * 2
-        return _item(degraded[inner], patch[inner], self.task, severity)
+        item = _item(degraded[inner], patch[inner], self.task, severity)
+        if self.counterfactuals:
+            item.update(self._counterfactual(patch, index, sigma if self.sigma_range is not None else severity, inner))
+        return item
+
+    def _counterfactual(self, patch: np.ndarray, index: int, drawn: float, inner: tuple) -> dict[str, Any]:
+        """The same patch degraded at another severity (its own random stream, so the item itself
+        is unchanged): what the severity wrong-prior term computes its wrong prior from."""
+        rng = np.random.default_rng([self.seed, _COUNTERFACTUAL, int(index)])
+        if self.kind not in KINDS:  # a mixture of kinds has no one severity to change
+            return {"counterfactual": to_tensor(patch[inner])[0], "counterfactual_severity": float("nan")}
+        if self.sigma_range is not None:
+            sigma = _other_value(drawn, *self.sigma_range, rng)
+            other, severity = degrade(patch, "noise", seed=rng, sigma=sigma), noise_level(sigma)
+        else:
+            severity = _other_value(drawn, *self.level_range, rng)
+            other = degrade(patch, self.kind, level=severity, seed=rng)
+        return {"counterfactual": to_tensor(other[inner])[0], "counterfactual_severity": float(severity)}
 
 
 def pair_folders(input_dir: str | Path, target_dir: str | Path) -> list[tuple[Path, Path]]:
@@ -282,6 +309,7 @@ class FolderPairs(Dataset):
         self.patch_size = int(patch_size)
         self.seed = int(seed)
         self.task = task or Path(input_dir).resolve().parent.name
+        self.counterfactuals = False  # set by `with_counterfactuals`
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -290,7 +318,10 @@ class FolderPairs(Dataset):
         rng = _item_rng(self.seed, index)
         degraded, clean = load_pair(*self.pairs[_epoch_order(self.seed, index, len(self.pairs))])
         degraded, clean = _crop_and_flip([degraded, clean], self.patch_size, rng)
-        return _item(degraded, clean, self.task)
+        item = _item(degraded, clean, self.task)
+        if self.counterfactuals:  # a real pair has no other severity: marked unknown (NaN)
+            item.update(counterfactual=item["degraded"], counterfactual_severity=float("nan"))
+        return item
 
 
 class TaskMixture(Dataset):
@@ -328,6 +359,18 @@ class TaskMixture(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         return self.datasets[self.component_of(index)][index]
+
+
+def with_counterfactuals(dataset: Dataset) -> Dataset:
+    """Make every item of `dataset` (a TaskMixture or one task's dataset) carry "counterfactual",
+    its patch degraded at another severity, and "counterfactual_severity" (NaN where there is
+    none: real pairs, mixed kinds). Returns the dataset, changed in place."""
+    for part in getattr(dataset, "datasets", [dataset]):
+        if not hasattr(part, "counterfactuals"):
+            raise ValueError(f"{type(part).__name__} cannot make counterfactual patches; the severity wrong prior "
+                             f"needs SyntheticPairs or FolderPairs components")
+        part.counterfactuals = True
+    return dataset
 
 
 def noisy_folder(

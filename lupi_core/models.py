@@ -15,10 +15,18 @@ from .prior import DegradationPredictor, PrivilegedEstimator
 from .restorer import Restorer
 
 
-def restore_twice(restorer: Restorer, degraded: torch.Tensor, prior: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """R on each image with its own prior and with the next sample's (detached): one batch of 2B,
-    so that the wrong-prior term costs one forward pass (and DDP sees one)."""
-    both = restorer(torch.cat([degraded, degraded]), torch.cat([prior, prior.roll(1, 0).detach()]))
+def restore_twice(restorer: Restorer, degraded: torch.Tensor, prior: torch.Tensor,
+                  counterfactual_prior: tuple[torch.Tensor, torch.Tensor] | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """R on each image with its own prior and with a wrong one (detached): one batch of 2B, so
+    that the wrong-prior term costs one forward pass (and DDP sees one). The wrong prior is the
+    next sample's, or, given `counterfactual_prior` (rows, priors), on the marked rows the prior
+    of the same patch at another severity."""
+    wrong = prior.roll(1, 0)
+    if counterfactual_prior is not None:
+        rows, other = counterfactual_prior
+        wrong = torch.where(rows[:, None], other.to(prior.dtype), wrong)
+    both = restorer(torch.cat([degraded, degraded]), torch.cat([prior, wrong.detach()]))
     return both.chunk(2)
 
 
@@ -33,8 +41,10 @@ class TeacherSystem(nn.Module):
 
     def forward(self, degraded: torch.Tensor, clean: torch.Tensor, wrong_prior: bool = False,
                 channel_noise: float = 0.0, stand_in: tuple[torch.Tensor, torch.Tensor] | None = None,
-                prior_inputs: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple:
-        """(I_r, d_T); with `wrong_prior`, (I_r, d_T, I_r under the next sample's d_T). With
+                prior_inputs: tuple[torch.Tensor, torch.Tensor] | None = None,
+                counterfactual: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple:
+        """(I_r, d_T); with `wrong_prior`, (I_r, d_T, I_r under the next sample's d_T, or, with
+        `counterfactual` (rows, I_d at another severity), under d_T of that image on those rows). With
         `channel_noise` s > 0 (the prior bottleneck, training only) R_T reads d_T + N(0, s^2 I).
         With `stand_in` (rows, d_S) R_T reads d_S instead of d_T on the rows marked True
         (the student-prior share, training only). `prior_inputs` (I_d, I_c) of a larger crop
@@ -45,7 +55,11 @@ class TeacherSystem(nn.Module):
             rows, student_prior = stand_in
             received = torch.where(rows[:, None], student_prior.to(received.dtype), received)
         if wrong_prior:
-            restored, wrong = restore_twice(self.restorer, degraded, received)
+            other = None
+            if counterfactual is not None:
+                with torch.no_grad():
+                    other = counterfactual[0], self.estimator(counterfactual[1], clean)
+            restored, wrong = restore_twice(self.restorer, degraded, received, other)
             return restored, prior, wrong
         return self.restorer(degraded, received), prior
 
@@ -70,14 +84,21 @@ class StudentSystem(nn.Module):
         return self.predictor(degraded)
 
     def forward(self, degraded: torch.Tensor, prior: torch.Tensor | None = None, wrong_prior: bool = False,
-                prior_input: torch.Tensor | None = None) -> tuple:
+                prior_input: torch.Tensor | None = None,
+                counterfactual: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple:
         """(I_o, d_S) with D_S's own prior, or with a given one (counterfactuals, d_T); with
-        `wrong_prior`, also I_o under the next sample's prior: (I_o, d_S, I_o wrong). D_S reads
-        `prior_input` (a larger crop around the patch: the prior context, training only) when given."""
+        `wrong_prior`, also I_o under the next sample's prior, or with `counterfactual` (rows, I_d
+        at another severity) under D_S's prior of that image on those rows: (I_o, d_S, I_o wrong).
+        D_S reads `prior_input` (a larger crop around the patch: the prior context, training only)
+        when given."""
         if prior is None and self.predictor is not None:
             prior = self.predictor(degraded if prior_input is None else prior_input)
         if wrong_prior:
-            restored, wrong = restore_twice(self.restorer, degraded, prior)
+            other = None
+            if counterfactual is not None:
+                with torch.no_grad():
+                    other = counterfactual[0], self.predictor(counterfactual[1])
+            restored, wrong = restore_twice(self.restorer, degraded, prior, other)
             return restored, prior, wrong
         return self.restorer(degraded, prior), prior
 

@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 from .balance import TaskBalance, probe_batches
 from .config import DB_FILM_INITS, ESTIMATOR_DESIGNS, ESTIMATOR_INPUTS, PRESETS, ModelConfig
-from .data import HELD_OUT_DRAWS, STAGE2_DRAWS
+from .data import HELD_OUT_DRAWS, STAGE2_DRAWS, with_counterfactuals
 from .hardware import PRECISIONS, autocast_dtype, keep_freed_memory, resolve_device
 from .images import quantize, to_float_image, to_tensor
 from .losses import (
@@ -64,6 +64,7 @@ from .tiling import forward_padded
 from .weights import exported_name, load_model, save_model
 
 MODES = ("lupi", "no-privileged", "no-predictor")
+WRONG_PRIOR_SOURCES = ("task", "severity")
 TEACHER_FILE, STUDENT_FILE = "teacher.safetensors", "student.safetensors"
 
 
@@ -113,6 +114,11 @@ class TrainConfig:
                                                     "the objective's)")
     wrong_prior_margin: float | None = setting(None, type=float,
                                                help="the wrong-prior term's margin, in L1 units (default: the objective's)")
+    wrong_prior_source: str = setting("task", choices=WRONG_PRIOR_SOURCES,
+                                      help="the wrong-prior term's wrong prior: the next sample's, of another task "
+                                           "(task), or, for synthetic patches, the prior of the same patch degraded "
+                                           "at another severity (severity; real pairs keep the next sample's), so "
+                                           "that R must read how strong a degradation is from the prior")
     contrast_weight: float | None = setting(None, type=float,
                                             help="weight of the supervised contrastive term clustering priors "
                                                  "by task, in both stages (0: off; default: the objective's)")
@@ -229,6 +235,11 @@ class TrainConfig:
             raise ValueError(f"final_share must be in [0, 1), got {self.final_share}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.wrong_prior_source not in WRONG_PRIOR_SOURCES:
+            raise ValueError(f"wrong_prior_source must be one of {WRONG_PRIOR_SOURCES}, got {self.wrong_prior_source!r}")
+        if self.wrong_prior_source == "severity" and self.prior_context:
+            raise ValueError("the severity wrong prior reads the counterfactual patch alone; it cannot be combined "
+                             "with --prior-context")
         phases = self.patch_phases()  # a malformed schedule fails here, before any training
         if self.prior_context and (not phases or self.prior_context < phases[-1][0]):
             raise ValueError(f"prior_context {self.prior_context} needs a --patch-schedule for R's patches, none "
@@ -441,6 +452,15 @@ def centre_crop(batch: dict, size: int | None) -> dict:
             for k, v in batch.items()}
 
 
+def counterfactual(batch: dict) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(rows, images) for the severity wrong prior: which patches have a counterfactual (the same
+    patch at another severity, data.with_counterfactuals) and those images; None without them."""
+    if "counterfactual" not in batch:
+        return None
+    images = batch["counterfactual"]
+    return ~torch.isnan(batch["counterfactual_severity"]).to(images.device), images
+
+
 def to_device(batch: dict, device: torch.device) -> dict:
     """The batch's images on `device`, channels-last; its other entries (task names, ...) as they are."""
     return {k: v.to(device, memory_format=torch.channels_last, non_blocking=True)
@@ -484,6 +504,10 @@ class Trainer:
         if final_dataset is not None and cfg.task_balance:
             raise ValueError("the task balance measures one mixture; it does not combine with final_share")
         self.cfg, self.dataset, self.val_pairs, self.final_dataset = cfg, dataset, list(val_pairs), final_dataset
+        if cfg.wrong_prior_source == "severity" and cfg.wrong_prior_weight:
+            for data in (dataset, final_dataset):
+                if data is not None:
+                    with_counterfactuals(data)
         self.dist = Distributed.from_env(resolve_device(cfg.device).type)
         self.device = resolve_device(cfg.device, self.dist.local_rank)
         keep_freed_memory(self.device.type)
@@ -531,7 +555,7 @@ class Trainer:
                 stand_in = (torch.rand(len(degraded), device=degraded.device) < share, student_prior)
             outputs = model(degraded, batch["clean"], wrong_prior=prior_terms and self.cfg.wrong_prior_weight > 0,
                             channel_noise=self.cfg.prior_noise if bottleneck else 0.0, stand_in=stand_in,
-                            prior_inputs=prior_inputs)
+                            prior_inputs=prior_inputs, counterfactual=counterfactual(batch))
             losses = self._reconstruction(outputs[0], batch)
             if bottleneck:
                 nats = prior_information(outputs[1] - student_prior, self.cfg.prior_noise)
@@ -567,7 +591,7 @@ class Trainer:
 
         def loss_fn(model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
             outputs = model(batch["degraded"], wrong_prior=with_prior and self.cfg.wrong_prior_weight > 0,
-                            prior_input=batch.get("prior_degraded"))
+                            prior_input=batch.get("prior_degraded"), counterfactual=counterfactual(batch))
             restored, student_prior = outputs[:2]
             losses = self._reconstruction(restored, batch)
             if with_prior:
@@ -622,6 +646,8 @@ class Trainer:
             tasks = list(batch["task"])
             different = torch.tensor([a != b for a, b in zip(tasks, tasks[-1:] + tasks[:-1])],
                                      dtype=torch.float32, device=outputs[0].device)
+            if "counterfactual" in batch:  # those rows' wrong prior is their own patch's at another severity
+                different = torch.maximum(different, counterfactual(batch)[0].float())
             wrong = wrong_prior_loss(outputs[0], outputs[2], batch["clean"], different, cfg.wrong_prior_margin)
             losses = {**losses, "loss": losses["loss"] + cfg.wrong_prior_weight * wrong, "wrong_prior": wrong}
         if cfg.contrast_weight:

@@ -18,6 +18,7 @@ from lupi_core.data import (
     pair_folders,
     promptir_datasets,
     random_patch_pair,
+    with_counterfactuals,
 )
 from lupi_core.degrade import reach
 from lupi_core.recipes import TaskSpec, load_recipe
@@ -142,6 +143,28 @@ def test_synthetic_items_carry_their_level_and_real_pairs_an_unknown_one(tmp_pat
     assert SyntheticPairs(tmp_path / "clean", "noise", sigma_range=(0, 0), patch_size=16)[0]["severity"] == 0.0
     inputs, targets = write_pairs(tmp_path / "pairs", ["x.png"], ["x.png"])
     assert math.isnan(FolderPairs(inputs, targets, patch_size=8)[0]["severity"])
+
+
+def test_counterfactuals_are_the_same_patch_at_a_clearly_other_severity(tmp_path):
+    write(tmp_path / "clean", ["a.png", "b.png"])
+    inputs, targets = write_pairs(tmp_path / "pairs", ["x.png"], ["x.png"])
+    blur = SyntheticPairs(tmp_path / "clean", "blur", level_range=(0.2, 0.8), patch_size=16)
+    noise = SyntheticPairs(tmp_path / "clean", "noise", sigma_range=(5, 55), patch_size=16)
+    pairs = FolderPairs(inputs, targets, patch_size=8)
+    plain = [blur[i] for i in range(12)] + [noise[i] for i in range(12)]
+    mixture = with_counterfactuals(TaskMixture([(blur, 1.0), (noise, 1.0), (pairs, 1.0)]))
+    assert all(part.counterfactuals for part in mixture.datasets)
+    for index, before in enumerate(plain):
+        item = (blur if index < 12 else noise)[index % 12]
+        assert same_item(item, before) and item["severity"] == before["severity"]  # the item itself is unchanged
+        assert item["counterfactual"].shape == item["degraded"].shape
+        assert not torch.equal(item["counterfactual"], item["degraded"])
+        span = 0.6 if index < 12 else 1.0  # sigma 5-55 is level 0-1
+        assert span / 3 - 1e-9 <= abs(item["counterfactual_severity"] - item["severity"]) <= 2 * span / 3 + 1e-9
+    real = pairs[0]
+    assert math.isnan(real["counterfactual_severity"]) and torch.equal(real["counterfactual"], real["degraded"])
+    with pytest.raises(ValueError, match="SyntheticPairs or FolderPairs"):
+        with_counterfactuals(TaskMixture([(blur, 1.0), (torch.utils.data.TensorDataset(torch.zeros(2)), 1.0)]))
 
 
 def test_synthetic_pairs_errors(tmp_path):

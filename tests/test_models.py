@@ -11,7 +11,7 @@ from torch import nn
 from lupi_core.blocks import GDFN, MDTA
 from lupi_core.complexity import gmac
 from lupi_core.config import DB_SITES, PRESETS, ModelConfig
-from lupi_core.models import build_backbone, build_student, build_teacher, count_parameters
+from lupi_core.models import build_backbone, build_student, build_teacher, count_parameters, restore_twice
 from lupi_core.prior import DegradationAwareBlock, DegradationPredictor, PriorTone, PrivilegedEstimator
 from lupi_core.restorer import Restorer
 
@@ -342,3 +342,15 @@ def test_a_restorer_with_a_tone_head_starts_where_one_without_it_does():
     with torch.no_grad():
         torch.testing.assert_close(toned(image, prior), plain(image, prior))
     assert Restorer(TINY.replace(tone_head=True), with_prior=False).tone is None
+
+
+def test_restore_twice_uses_the_counterfactual_prior_on_its_rows_and_the_next_samples_elsewhere():
+    def restorer(images, priors):  # each output pixel: its prior's first value
+        return priors[:, :1, None, None].expand_as(images)
+
+    images, priors = torch.zeros(3, 3, 4, 4), torch.tensor([[1.0], [2.0], [3.0]])
+    own, wrong = restore_twice(restorer, images, priors)
+    assert own[:, 0, 0, 0].tolist() == [1.0, 2.0, 3.0] and wrong[:, 0, 0, 0].tolist() == [3.0, 1.0, 2.0]
+    rows, other = torch.tensor([True, False, True]), torch.tensor([[10.0], [20.0], [30.0]])
+    _, wrong = restore_twice(restorer, images, priors, (rows, other))
+    assert wrong[:, 0, 0, 0].tolist() == [10.0, 1.0, 30.0]

@@ -19,10 +19,11 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import Dataset
 
-from helpers import free_port
+from helpers import free_port, write
 from lupi_core import losses
 from lupi_core import trainer as trainer_module
 from lupi_core.config import ModelConfig
+from lupi_core.data import STAGE2_DRAWS, FolderPairs, SyntheticPairs, TaskMixture
 from lupi_core.models import build_student, build_teacher
 from lupi_core.prior import DegradationPredictor, PrivilegedEstimator
 from lupi_core.trainer import (
@@ -682,6 +683,31 @@ def test_contrast_by_severity_splits_each_synthetic_task_into_bins(tmp_path):
     assert all(r["contrast"] > 0 for r in _log(tmp_path / "stage2_log.jsonl"))
     with pytest.raises(ValueError, match="contrast_severity_bins"):
         TrainConfig(out_dir=tmp_path, contrast_severity_bins=-1)
+
+
+def test_the_severity_wrong_prior_trains_on_counterfactual_patches_in_both_stages(tmp_path):
+    write(tmp_path / "clean", ["a.png", "b.png"], h=48, w=48)
+    write(tmp_path / "pairs" / "input", ["x.png"], h=48, w=48)
+    write(tmp_path / "pairs" / "target", ["x.png"], seed=5, h=48, w=48)
+    mixture = TaskMixture([(SyntheticPairs(tmp_path / "clean", "noise", sigma_range=(0, 55), patch_size=32), 1.0),
+                           (FolderPairs(tmp_path / "pairs" / "input", tmp_path / "pairs" / "target", patch_size=32,
+                                        task="real"), 1.0)])
+    cfg = _config(tmp_path / "run", mode="lupi", batch_size=4, wrong_prior_weight=1.0, wrong_prior_margin=0.05,
+                  wrong_prior_source="severity")
+    Trainer(cfg, mixture).run()
+    assert all(part.counterfactuals for part in mixture.datasets)
+    for stage, first in (("stage1", 0), ("stage2", STAGE2_DRAWS)):
+        for r in _log(tmp_path / "run" / f"{stage}_log.jsonl"):
+            assert r["loss"] == pytest.approx(r["l1"] + r["wrong_prior"] + r.get("align", 0.0), rel=1e-3, abs=1e-4)
+            drawn = range(first + 4 * (r["step"] - 1), first + 4 * r["step"])
+            synthetic = any(mixture.component_of(index) == 0 for index in drawn)
+            # untrained, R restores alike under either prior, so each counterfactual row pays the margin;
+            # a batch of real pairs alone, all of one task, has no wrong prior to pay for
+            assert r["wrong_prior"] > 0 if synthetic else r["wrong_prior"] == 0, (stage, r)
+    with pytest.raises(ValueError, match="wrong_prior_source"):
+        TrainConfig(out_dir=tmp_path, wrong_prior_source="kind")
+    with pytest.raises(ValueError, match="prior-context"):
+        TrainConfig(out_dir=tmp_path, wrong_prior_source="severity", patch_schedule="32:1.0", prior_context=64)
 
 
 def test_stage1_prior_terms_can_be_left_to_stage2(tmp_path):

@@ -21,6 +21,10 @@ declare -A VARIANTS=(
   [steer-l1-from-teacher]="$STEER --align l1 --student-from-teacher"
   [steer2-l1-from-teacher]="$STEER --align l1 --student-from-teacher --no-stage1-prior-terms"  # steer in Stage 2 only
   [steer-l1-severity]="$STEER --align l1 --student-from-teacher --contrast-severity-bins 3"  # contrast by task and severity
+  # the wrong prior of a synthetic patch is its own at another severity, so R must read the severity from d
+  [severity-steer-l1-from-teacher]="$STEER --align l1 --student-from-teacher --wrong-prior-source severity"
+  [severity-bins-steer-l1-from-teacher]="$STEER --align l1 --student-from-teacher --wrong-prior-source severity --contrast-severity-bins 3"
+  [severity-l1-from-teacher]="--db-film-init random --wrong-prior-weight 1.0 --wrong-prior-margin 0.05 --wrong-prior-source severity --align l1 --student-from-teacher"
   [steer-l1-ema]="$STEER --align l1 --student-from-teacher --ema-decay 0.99"
   [steer-l1-progressive]="$STEER --align l1 --student-from-teacher --patch-schedule 32:0.5,64:0.5"
   [wrong-prior-only]="--db-film-init random --wrong-prior-weight 1.0 --wrong-prior-margin 0.05"
@@ -39,7 +43,7 @@ declare -A VARIANTS=(
   [no-privileged]="--mode no-privileged"
 )
 # Rows run with three seeds; the others (component checks) with seed 0 only.
-SEEDED="paper random-film steer-weak steer steer-l1-from-teacher steer2-l1-from-teacher steer-l1-severity steer-l1-ema steer-l1-progressive residual no-privileged l1-from-teacher readout-l1-from-teacher readout1-l1-from-teacher balance-l1-from-teacher coarse-l1-from-teacher bottleneck-l1-from-teacher predictor-only-l1-from-teacher context-l1-from-teacher tone-l1-from-teacher"
+SEEDED="paper random-film steer-weak steer steer-l1-from-teacher steer2-l1-from-teacher steer-l1-severity severity-steer-l1-from-teacher severity-bins-steer-l1-from-teacher severity-l1-from-teacher steer-l1-ema steer-l1-progressive residual no-privileged l1-from-teacher readout-l1-from-teacher readout1-l1-from-teacher balance-l1-from-teacher coarse-l1-from-teacher bottleneck-l1-from-teacher predictor-only-l1-from-teacher context-l1-from-teacher tone-l1-from-teacher"
 ONCE="wrong-prior-only contrast-only mse-from-teacher"
 runs=()
 for seed in ${SEEDS:-0 1 2}; do
