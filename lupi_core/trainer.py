@@ -175,6 +175,10 @@ class TrainConfig:
     predictor_only: bool = setting(False, help="Stage 2 trains D_S alone, through the teacher's restorer R_T held "
                                                "frozen: D_S learns the prior R_T restores best with (eq. 4's "
                                                "L1 + L_align), and the student ships R_T as its R_S (mode lupi)")
+    freeze_restorer: bool = setting(False, help="Stage 2 trains D_S alone, through R_S held as it starts (from "
+                                                "--init-from, or R_T with --student-from-teacher): a warm start "
+                                                "can retrain the prior (e.g. with --readout-weight) and leave "
+                                                "what R_S does with a given prior unchanged")
     init_from: Path | None = setting(None, type=Path,
                                      help="an earlier run folder, or a folder of exported weights such as assets/: "
                                           "start each stage from its weights with a fresh schedule")
@@ -580,6 +584,7 @@ class Trainer:
         self._warm_start(student, STUDENT_FILE, "student")
         if self.cfg.predictor_only:  # R_T routes by its prior (R_S started from it learns to ignore d_S)
             student.restorer.load_state_dict(teacher.restorer.state_dict())
+        if self.cfg.predictor_only or self.cfg.freeze_restorer:
             student.restorer.requires_grad_(False)
         align_cfg = self.cfg.align
         with_prior = self.cfg.mode != "no-predictor"

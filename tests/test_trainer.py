@@ -286,6 +286,16 @@ def test_predictor_only_trains_d_s_through_the_frozen_r_t(lupi_run, tmp_path):
         _config(tmp_path / "ablation", mode="no-privileged", predictor_only=True)
 
 
+def test_freeze_restorer_retrains_d_s_alone_and_keeps_r_s_as_it_started(lupi_run, tmp_path):
+    earlier, outputs, _ = lupi_run
+    cfg = _config(tmp_path, stage1_steps=0, stage2_steps=4, batch_size=4, init_from=earlier, freeze_restorer=True)
+    Trainer(cfg, NoisyPhotos(32)).run()
+    student, started_from = load_model(tmp_path / "student.safetensors"), load_model(outputs["student"])
+    _assert_same_tensors(student.restorer.state_dict(), started_from.restorer.state_dict())  # R_S, untouched
+    before = started_from.predictor.state_dict()
+    assert any(not torch.equal(v, before[k]) for k, v in student.predictor.state_dict().items())
+
+
 def test_init_from_warm_starts_both_stages_with_a_fresh_schedule(lupi_run, tmp_path):
     earlier, outputs, _ = lupi_run
     cfg = _config(tmp_path, stage1_steps=0, stage2_steps=4, batch_size=4, warmup_steps=2, init_from=earlier)
