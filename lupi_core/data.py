@@ -205,30 +205,32 @@ class SyntheticPairs(Dataset):
         clean = _CACHE.get(self.paths[_epoch_order(self.seed, index, len(self.paths))])
         margin = reach(self.kind)
         (patch,) = _crop_and_flip([clean], self.patch_size + 2 * margin, rng)
-        if self.sigma_range is not None:
-            sigma = rng.uniform(*self.sigma_range)
-            degraded, severity = degrade(patch, "noise", seed=rng, sigma=sigma), noise_level(sigma)
-        else:
-            severity = rng.uniform(*self.level_range)
-            degraded = degrade(patch, self.kind, level=severity, seed=rng)
+        drawn = rng.uniform(*self._drawn_range)
+        degraded, severity = self._degrade(patch, drawn, rng)
         inner = (slice(margin, margin + self.patch_size),) * 2
         item = _item(degraded[inner], patch[inner], self.task, severity)
         if self.counterfactuals:
-            item.update(self._counterfactual(patch, index, sigma if self.sigma_range is not None else severity, inner))
+            item.update(self._counterfactual(patch, index, drawn, inner))
         return item
+
+    @property
+    def _drawn_range(self) -> tuple[float, float]:
+        """What an item draws uniformly: noise's sigma where sigma_range is set, else the level."""
+        return self.sigma_range if self.sigma_range is not None else self.level_range
+
+    def _degrade(self, patch: np.ndarray, drawn: float, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+        """The patch degraded at a value drawn from `_drawn_range`, and that degradation's level."""
+        if self.sigma_range is not None:
+            return degrade(patch, "noise", seed=rng, sigma=drawn), noise_level(drawn)
+        return degrade(patch, self.kind, level=drawn, seed=rng), drawn
 
     def _counterfactual(self, patch: np.ndarray, index: int, drawn: float, inner: tuple) -> dict[str, Any]:
         """The same patch degraded at another severity (its own random stream, so the item itself
         is unchanged): what the severity wrong-prior term computes its wrong prior from."""
-        rng = np.random.default_rng([self.seed, _COUNTERFACTUAL, int(index)])
         if self.kind not in KINDS:  # a mixture of kinds has no one severity to change
             return {"counterfactual": to_tensor(patch[inner])[0], "counterfactual_severity": float("nan")}
-        if self.sigma_range is not None:
-            sigma = _other_value(drawn, *self.sigma_range, rng)
-            other, severity = degrade(patch, "noise", seed=rng, sigma=sigma), noise_level(sigma)
-        else:
-            severity = _other_value(drawn, *self.level_range, rng)
-            other = degrade(patch, self.kind, level=severity, seed=rng)
+        rng = np.random.default_rng([self.seed, _COUNTERFACTUAL, int(index)])
+        other, severity = self._degrade(patch, _other_value(drawn, *self._drawn_range, rng), rng)
         return {"counterfactual": to_tensor(other[inner])[0], "counterfactual_severity": float(severity)}
 
 
