@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from helpers import recipe_layout
 from lupi_core.data import pair_folders
@@ -57,9 +59,9 @@ def _script(name: str, *args: str, **env: str) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
 
 
-def test_the_default_recipe_trains_both_stages_in_one_command(layout, tmp_path):
+def test_the_default_recipe_trains_both_stages_and_the_readout_phase_in_one_command(layout, tmp_path):
     run = tmp_path / "run"
-    _script("train_default.sh", str(layout), str(run), *TINY)
+    _script("train_default.sh", str(layout), str(run), *TINY, READOUT_STEPS="2")
     config = (run / "train_config.json").read_text()
     for setting in ('"objective": "paper"', '"form": "l1"', '"student_from_teacher": true', '"ema_decay": 0.999',
                     '"patch_schedule": "64:0.3,128:0.7"', '"frequency_weight": 1.0', '"final_share": 0.25'):
@@ -71,12 +73,23 @@ def test_the_default_recipe_trains_both_stages_in_one_command(layout, tmp_path):
     assert data["final"]["task_weights"]["clean-bsd400"] == 0.5
     assert (run / "teacher.safetensors").is_file() and (run / "student.safetensors").is_file()
 
+    readout = json.loads((run / "readout" / "train_config.json").read_text())
+    assert readout["init_from"] == str(run) and readout["freeze_restorer"] and readout["readout_weight"] == 1.0
+    assert (readout["stage1_steps"], readout["stage2_steps"], readout["lr"], readout["seed"]) == (0, 2, 1e-4, 16)
+    assert (readout["preset"], readout["batch_size"], readout["final_share"]) == ("tiny", 2, 0.0)  # flags given reach it
+    assert json.loads((run / "readout" / "data.json").read_text())["recipe"] == "train/recipes/lupi-small-clean.toml"
+    before, after = load_file(run / "student.safetensors"), load_file(run / "readout" / "student.safetensors")
+    restorer = [name for name in before if name.startswith("restorer.")]
+    assert restorer and all(torch.equal(before[name], after[name]) for name in restorer)  # R_S as call 1 left it
+    assert any(not torch.equal(before[name], after[name]) for name in before if name.startswith("predictor."))
+
 
 def test_the_gpu_call_brings_back_half_precision_weights_logs_and_config(layout, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    _script("gpu_run.sh", *TINY, "--workers", "0", OUT=str(out), DATA=str(layout), RUN=str(tmp_path / "run"))
+    _script("gpu_run.sh", *TINY, "--workers", "0", OUT=str(out), DATA=str(layout), RUN=str(tmp_path / "run"),
+            READOUT_STEPS="2")
     assert sorted(p.name for p in out.iterdir()) == [
-        "lupi-gpu-student.safetensors", "lupi-gpu-teacher.safetensors", "stage1_log.jsonl", "stage2_log.jsonl",
-        "train_config.json"]
+        "lupi-gpu-student.safetensors", "lupi-gpu-teacher.safetensors", "readout_log.jsonl", "stage1_log.jsonl",
+        "stage2_log.jsonl", "train_config.json"]
     assert '"batch_size": 2' in (out / "train_config.json").read_text()  # the flags given win

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The default recipe (train/train_default.sh) on a lent GPU, in one `device` call of under
 # 9 minutes: 4x the batch at 1.5x the learning rate. The steps are sized to TRAIN_SECONDS
-# (default 380) from 30 timed Stage-1 steps, unless STAGE1_STEPS and STAGE2_STEPS are given.
+# (default 380) from 30 timed Stage-1 steps, unless STAGE1_STEPS and STAGE2_STEPS are given;
+# the readout phase's 600 steps of D_S alone (untimed on a GPU so far) come after them.
 # The product never depends on it; the same recipe trains on a CPU.
 #   1. here, once:  python -m lupi_core pack train/recipes/lupi-small-clean.toml DATA runs/gpu-data
 #      (a 30 MiB subset of the training folders, both of the recipe's mixtures: the call carries
@@ -22,7 +23,7 @@ run=${RUN:-runs/gpu}
 gpu=(--device cuda --workers 12 --batch-size 32 --lr 6e-4)
 SECONDS=0
 if [[ -z ${STAGE1_STEPS:-} || -z ${STAGE2_STEPS:-} ]]; then
-  bash train/train_default.sh "$data" "$run-timing" "${gpu[@]}" --stage1-steps 30 --stage2-steps 0 \
+  READOUT_STEPS=0 bash train/train_default.sh "$data" "$run-timing" "${gpu[@]}" --stage1-steps 30 --stage2-steps 0 \
     --patch-schedule 128:1 --val-images 0 --log-every 10 --no-progress "$@"
   # seconds a 128-px Stage-1 step (warm-up included); a Stage-2 step costs about 0.9 of them, a
   # 64-px step (each stage's first 30 %) under a third of one, and Stage 2 gets 8.2x Stage 1's steps
@@ -37,5 +38,8 @@ fi
 bash train/train_default.sh "$data" "$run" "${gpu[@]}" --stage1-steps "$STAGE1_STEPS" --stage2-steps "$STAGE2_STEPS" \
   --checkpoint-every 500 --val-every 1000 --log-every 50 --no-progress "$@"
 echo "trained in ${SECONDS} s"
-$PY -m lupi_core export "$run" --out "$OUT" --name lupi-gpu
+final=$run/readout
+[[ ${READOUT_STEPS:-600} == 0 ]] && final=$run
+$PY -m lupi_core export "$final" --out "$OUT" --name lupi-gpu
 cp "$run/train_config.json" "$run/stage1_log.jsonl" "$run/stage2_log.jsonl" "$OUT"/
+[[ $final == "$run" ]] || cp "$final/stage2_log.jsonl" "$OUT/readout_log.jsonl"
