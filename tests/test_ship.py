@@ -7,7 +7,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = ["export", "atlas", "evaluate --data DATA --benchmark 3task", "evaluate --data DATA --benchmark 5task",
-         "probe", "tools.clean_photos", "bench", "pytest"]
+         "probe", "tools.clean_photos", "tools.steer_examples", "bench", "pytest"]
 
 
 def _ship(tmp_path: Path, fail: str = "") -> tuple[int, list[str]]:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Ship a finished run as the default model: its half-precision weights into assets/, the
 # atlas and the README's screenshots rebuilt from them, and every number the model card
-# quotes rerun into docs/results/ (evaluate 3task and 5task, bench, probe, clean photos).
+# quotes rerun into docs/results/ (evaluate 3task and 5task, bench, probe, clean photos,
+# steering on the app's examples).
 # Usage: train/ship.sh RUN_DIR DATA_DIR, with nothing else running (bench times the CPU);
 # about an hour and a half on 2 cores. Then update MODEL_CARD.md from docs/results/.
 # Resumable: each finished step leaves a marker in RUN_DIR/ship-state/ holding the checksum of
@@ -34,6 +35,10 @@ clean_photos() {
   { echo "Command: \`python -m tools.clean_photos ${clean[*]/#/DATA/}\`"; echo
     PYTHONPATH=. $PY -m tools.clean_photos "${clean[@]/#/$data/}"; } > "$results/clean-photos.md"
 }
+steer_examples() {
+  { echo "Shipped model and atlas. Command: \`python -m tools.steer_examples\`"; echo
+    PYTHONPATH=. $PY -m tools.steer_examples; } > "$results/steer-examples.md"
+}
 bench() {
   $PY -m lupi_core bench --preset small --threads 2 --runs 5 --warmup 2 --out "$results/bench-small.json" \
     > "$results/bench-small.txt"
@@ -59,5 +64,6 @@ step evaluate-3task evaluate 3task
 step evaluate-5task evaluate 5task
 step probe probe
 step clean-photos clean_photos
+step steer-examples steer_examples
 step bench bench
 step screenshots screenshots
