@@ -20,6 +20,8 @@ KIND_COLORS = {
 }
 LAYOUT = dict(template="plotly_white", margin=dict(l=50, r=20, t=50, b=45), font=dict(size=12),
               legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0))
+# under the x axis, for charts whose title takes two lines
+LEGEND_BELOW = dict(orientation="h", yanchor="top", y=-0.3, xanchor="left", x=0.0)
 
 
 def kind_color(kind: str) -> str:
@@ -103,7 +105,8 @@ def noise_curve_chart(sigmas: np.ndarray, priors: np.ndarray, dims: Sequence[int
                                                     yref="paper", line=dict(color="#555", dash="dash", width=1))]
     note = "solid: student d_S" + (", dashed: teacher d_T" if teacher is not None else "") + \
         (", dotted: atlas mean" if atlas is not None else "")
-    return plot_data(data, dict(title=dict(text=f"{title}<br><sup>{note}</sup>", x=0.01), height=340, shapes=shapes,
+    return plot_data(data, dict(title=dict(text=f"{title}<br><sup>{note}</sup>", x=0.01), height=400, shapes=shapes,
+                                margin={**LAYOUT["margin"], "t": 60, "b": 100}, legend=LEGEND_BELOW,
                                 xaxis=dict(title=dict(text="noise sigma (0-255 scale)")),
                                 yaxis=dict(title=dict(text="activation"))))
 
@@ -119,7 +122,13 @@ def sigma_reading_chart(sigmas: np.ndarray, read: Sequence[float | None], curren
     if current is not None and current[1] is not None:
         data.append(dict(type="scatter", x=[current[0]], y=[current[1]], mode="markers", name="now",
                          marker=dict(size=11, symbol="diamond", color="#d62728")))
-    return plot_data(data, dict(title=dict(text="The noise level the prior reads", x=0.01), height=260,
+    missing = sum(r is None for r in read)
+    title = "The noise level the prior reads"
+    if missing:
+        title += (f"<br><sup>no reading at {missing} of {len(read)} sigmas: there the nearest atlas samples "
+                  "name another kind than noise</sup>")
+    return plot_data(data, dict(title=dict(text=title, x=0.01), height=300, margin={**LAYOUT["margin"], "t": 60, "b": 90},
+                                legend=LEGEND_BELOW,
                                 xaxis=dict(title=dict(text="true sigma")), yaxis=dict(title=dict(text="read sigma"))))
 
 

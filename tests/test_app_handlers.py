@@ -221,6 +221,14 @@ def test_sigma_slider_changes_the_prior(tabs, photo):
     assert restored["result"][1].shape == shown["clean_copy"].shape and "dB" in restored["metrics"]
 
 
+def test_the_sigma_chart_says_why_a_reading_is_missing():
+    sigmas = np.array([0.0, 30.0, 60.0])
+    gaps = figure(charts.sigma_reading_chart(sigmas, [0.0, None, None]))
+    assert gaps["data"][1]["y"] == [0.0, None, None]
+    assert "no reading at 2 of 3 sigmas" in gaps["layout"]["title"]["text"]
+    assert "no reading" not in figure(charts.sigma_reading_chart(sigmas, [0.0, 30.0, 50.0]))["layout"]["title"]["text"]
+
+
 def test_figure_5b_shows_the_teacher_when_the_clean_original_is_known(tabs):
     current = _example(tabs, "noise")
     shown = tabs.inspector.show(current)
