@@ -7,7 +7,8 @@
 #    back unchanged: clean inputs from the start cost the student its dehazing.
 # 2. The readout phase, into RUN_DIR/readout: D_S alone, READOUT_STEPS (600) steps through R_S
 #    held as call 1 left it, with the readout term (--readout-weight), so that the prior's noise
-#    dimensions follow the noise level monotonically at the same PSNR (docs/results/readout-small/).
+#    dimensions follow the noise level monotonically, for 0.03 dB of the 5-task average
+#    (docs/results/readout-small/).
 # docs/design.md says what decided each choice; docs/results/training/HISTORY.md, the runs before.
 # Usage: train/train_default.sh DATA_DIR [RUN_DIR [more train flags, which win]]
 # The flags given reach both calls, except those that define the readout phase (its recipe,
