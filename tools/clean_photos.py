@@ -3,8 +3,11 @@
 `Pipeline.restoration`, which needs an atlas built with the model's D_S), and how close the
 ungated restoration stays to the photo: median PSNR against it, median |change of mean
 brightness| (0-255), and how many stay within 33 dB and 3/255 (issue #16's target).
+`--per-image --kind-priors` adds, for each image, the range of its brightness change when R_S
+restores it with each atlas kind's mean prior in place of its own: whether the prior or R_S
+decides the tone.
 
-    python -m tools.clean_photos [FOLDER ...] [--limit 30] [--checkpoint F --atlas PATH] [--per-image]
+    python -m tools.clean_photos [FOLDER ...] [--limit 30] [--checkpoint F --atlas PATH] [--per-image [--kind-priors]]
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from lupi_core.images import BUNDLED_IMAGES, bundled_image, list_images, load_im
 from lupi_core.markdown import markdown_table
 from lupi_core.metrics import psnr
 from lupi_core.pipeline import load_pretrained
+from lupi_core.steering import atlas_priors, counterfactuals
 
 TARGET_DB, TARGET_BRIGHTNESS = 33.0, 3.0
 
@@ -32,9 +36,14 @@ def main() -> int:
     parser.add_argument("--atlas", type=Path, default=None, help="an atlas built with that student's D_S")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--per-image", action="store_true", help="also list each image's PSNR and brightness change")
+    parser.add_argument("--kind-priors", action="store_true",
+                        help="with --per-image: also each image's brightness change under every atlas kind's mean prior")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     pipeline = load_pretrained(args.checkpoint, atlas=args.atlas)
+    if args.kind_priors and (pipeline.atlas is None or not args.per_image):
+        parser.error("--kind-priors needs --per-image and an atlas built with the model's D_S (--atlas PATH)")
+    kind_priors = atlas_priors(pipeline.atlas) if args.kind_priors else {}
     sets = {"bundled photographs": {name: bundled_image(name, None) for name in BUNDLED_IMAGES}}
     for folder in args.folders:
         sets[str(folder)] = {path.name: load_image(path) for path in list_images(folder)[:args.limit]}
@@ -44,10 +53,14 @@ def main() -> int:
         kinds = Counter(pipeline.read(image)["kind"] for image in images) if pipeline.atlas is not None else None
         scores = []
         for image_name, image in named_images.items():
+            others = counterfactuals(pipeline, image, kind_priors)[1:] if kind_priors else []
             restored = pipeline.restore_float(image)
             change = float(restored.mean()) * 255 - image.mean()
             scores.append((psnr(restored, image), abs(change)))
             image_rows.append([name, image_name, f"{scores[-1][0]:.1f}", f"{change:+.1f}"])
+            if others:
+                changes = [float(other.restored.mean()) * 255 - image.mean() for other in others]
+                image_rows[-1].append(f"{min(changes):+.1f} to {max(changes):+.1f}")
         db, brightness = np.array(scores).T
         within = int(np.sum((db >= TARGET_DB) & (brightness <= TARGET_BRIGHTNESS)))
         rows.append([name, len(images), "no atlas" if kinds is None else kinds["clean"],
@@ -58,7 +71,8 @@ def main() -> int:
                          rows))
     if args.per_image:
         print()
-        print(markdown_table(["set", "image", "PSNR vs itself (dB)", "brightness change (/255)"], image_rows))
+        print(markdown_table(["set", "image", "PSNR vs itself (dB)", "brightness change (/255)"] +
+                             ["the same under the kind means"] * args.kind_priors, image_rows))
     return 0
 
 
