@@ -49,6 +49,7 @@ class Current:
     note: str = ""
     prior: np.ndarray | None = None     # d_S, None for a model without a predictor
     reading: dict | None = None         # the atlas' description of d_S (Atlas.describe)
+    kind: str | None = None             # the true degradation, when known (an example, a synthesized or atlas image)
 
 
 class Session:
@@ -91,16 +92,18 @@ class Session:
             raise ImageError(f"no example {index}")
         entry = self.examples[index]
         clean = load_image(entry["clean_path"]) if entry["kind"] != "clean" else None
-        return self.current(load_image(entry["path"]), clean, f"Example {entry['file']}"), entry["path"]
+        return self.current(load_image(entry["path"]), clean, f"Example {entry['file']}",
+                            kind=entry["kind"]), entry["path"]
 
-    def current(self, image: np.ndarray, clean: np.ndarray | None, source: str, note: str = "") -> Current:
+    def current(self, image: np.ndarray, clean: np.ndarray | None, source: str, note: str = "",
+                kind: str | None = None) -> Current:
         """A new current image, with its prior and the atlas' reading of it."""
         image = to_rgb_uint8(image)
         if clean is not None and clean.shape != image.shape:
             clean = None
         prior = self.pipeline.prior(image) if self.pipeline.has_prior else None
         reading = self.atlas.describe(prior) if self.atlas is not None and prior is not None else None
-        return Current(image, clean, source, note, prior, reading)
+        return Current(image, clean, source, note, prior, reading, kind)
 
 
 def _read_header(path: Path) -> dict[str, Any]:

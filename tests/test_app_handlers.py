@@ -103,6 +103,7 @@ def test_synthesize_knows_the_clean_original(tabs, photo):
     noisy = tabs.restore.synthesize("noise", 25, 3, uploaded)
     np.testing.assert_array_equal(noisy.clean, image)
     assert noisy.image.shape == image.shape and not np.array_equal(noisy.image, image)
+    assert (uploaded.kind, noisy.kind) == (None, "noise")  # an upload's degradation is unknown
     again = tabs.restore.synthesize("noise", 25, 3, noisy)  # from the clean original, not compounded
     np.testing.assert_array_equal(again.image, noisy.image)
     result = tabs.restore.restore(noisy.image, noisy)
@@ -250,7 +251,7 @@ def test_map_click_loads_the_right_atlas_sample(tabs):
     np.testing.assert_array_equal(shown_input, degraded)
     np.testing.assert_array_equal(current.clean, clean)
     np.testing.assert_allclose(current.prior, atlas.priors[index], rtol=1e-4, atol=1e-5)
-    assert f"#{index}" in current.source
+    assert f"#{index}" in current.source and current.kind == "noise"
     assert tabs.atlas.show(current)["neighbour_table"][0][1] == index  # its own nearest neighbour
     with pytest.raises(IndexError, match="current image"):
         tabs.atlas.load_sample(-1)
@@ -303,6 +304,7 @@ def test_the_gallery_shows_every_prior_with_its_psnr(tabs):
     captions = [caption for _, caption in out["gallery"]]
     assert len(captions) == 1 + len(tabs.session.atlas.kinds) and captions[0].startswith("own prior: ")
     assert all(" dB" in caption for caption in captions) and "worse than its own prior" in out["gallery_info"]
+    assert "this rain image" in out["gallery_info"]  # the example's true kind, not what the atlas reads
     uploaded = tabs.session.current(current.image, None, "no clean original")
     assert "changed the restoration most" in tabs.steer.on_gallery(uploaded)["gallery_info"]
 

@@ -71,6 +71,6 @@ class AtlasTab(Tab):
         label = self.atlas.labels[index]
         text = charts.sample_text(label)
         current = self.session.current(degraded, None if label["kind"] == "clean" else clean,
-                                       f"Atlas sample #{index} ({text})")
+                                       f"Atlas sample #{index} ({text})", kind=label["kind"])
         return current, degraded
 

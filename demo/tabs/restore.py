@@ -100,7 +100,7 @@ class RestoreTab(Tab):
             level = float(np.clip(severity, 0.0, 1.0))
             degraded, info = degrade(source, kind, level=level, seed=seed, return_info=True)
             what = f"{kind} level {level:g}" + (f" ({' + '.join(info['kinds'])})" if kind == "mix" else "")
-        return self.session.current(degraded, source, f"Synthesized {what}, seed {seed}")
+        return self.session.current(degraded, source, f"Synthesized {what}, seed {seed}", kind=kind)
 
     def severity_control(self, kind: str) -> dict[str, Any]:
         """The severity slider for a kind: noise in sigma (0-255 scale), others a 0-1 level."""

@@ -119,9 +119,8 @@ class SteerTab(Tab):
             if c.psnr is None:
                 return f"{c.name}: change {c.change:.2f}/255"
             return f"{c.name}: {c.psnr:.2f} dB" + ("" if c is own else f" ({c.psnr - own.psnr:+.2f})")
-        kind = current.reading["kind"] if current.reading is not None and current.clean is not None else None
         return {"gallery": [(quantize(c.restored), caption(c)) for c in results],
-                "gallery_info": steer_sentence(results, kind)}
+                "gallery_info": steer_sentence(results, current.kind)}
 
     def on_dims(self, current: Current | None, dims_text: str, scale: float) -> dict[str, Any]:
         """The own prior with chosen dimensions scaled."""
