@@ -272,7 +272,7 @@ def test_privileged_vs_predicted_gap(tabs):
     compared = tabs.privileged.compare(current)
     gap = prior_gap(tabs.session.pipeline.privileged_prior(current.image, current.clean), current.prior)
     assert gap["kl"] >= 0 and -1 <= gap["cosine"] <= 1 and gap["l1"] >= 0
-    assert f"**{gap['kl']:.4f}**" in compared["info"] and "dB" in compared["info"]
+    assert f"**{gap['kl']:.4f}**" in compared["info"] and f"**{gap['l1']:.4f}**" in compared["info"] and "dB" in compared["info"]
     assert compared["with_teacher"].shape == current.image.shape
     assert len(compared["plot"].data) == 2
     uploaded = tabs.session.current(current.image, None, "no clean original")

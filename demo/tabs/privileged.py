@@ -51,9 +51,10 @@ class PrivilegedTab(Tab):
         gap = prior_gap(d_t, d_s)
         with_student, with_teacher = self.pipeline.restore_float(image), self.pipeline.restore_float(image, prior=d_t)
         p_in, p_s, p_t = psnr(image, clean), psnr(with_student, clean), psnr(with_teacher, clean)
-        info = (f"**Alignment gap** (what Stage 2 minimises): KL(softmax(d_T/{ALIGN_TEMPERATURE:g}) || "
-                f"softmax(d_S/{ALIGN_TEMPERATURE:g})) = **{gap['kl']:.4f}**, cosine similarity = **{gap['cosine']:.4f}**, "
-                f"mean |d_T - d_S| = **{gap['l1']:.4f}**.  \n"
+        info = (f"**Alignment gap** (eq. 4's L_align, which Stage 2 minimises in one of two forms): the paper's "
+                f"KL(softmax(d_T/{ALIGN_TEMPERATURE:g}) || softmax(d_S/{ALIGN_TEMPERATURE:g})) = **{gap['kl']:.4f}**, "
+                f"mean |d_T - d_S| = **{gap['l1']:.4f}** (`--align l1`, the shipped model's); cosine similarity = "
+                f"**{gap['cosine']:.4f}**.  \n"
                 f"**PSNR against the clean original:** input {p_in:.2f} dB; restored with the student's d_S "
                 f"(deployed) **{p_s:.2f} dB**; restored with the teacher's d_T (privileged) **{p_t:.2f} dB** "
                 f"({p_t - p_s:+.2f} dB).")
