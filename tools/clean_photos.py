@@ -53,14 +53,14 @@ def main() -> int:
         kinds = Counter(pipeline.read(image)["kind"] for image in images) if pipeline.atlas is not None else None
         scores = []
         for image_name, image in named_images.items():
-            others = counterfactuals(pipeline, image, kind_priors)[1:] if kind_priors else []
-            restored = pipeline.restore_float(image)
-            change = float(restored.mean()) * 255 - image.mean()
-            scores.append((psnr(restored, image), abs(change)))
-            image_rows.append([name, image_name, f"{scores[-1][0]:.1f}", f"{change:+.1f}"])
-            if others:
-                changes = [float(other.restored.mean()) * 255 - image.mean() for other in others]
-                image_rows[-1].append(f"{min(changes):+.1f} to {max(changes):+.1f}")
+            # the own prior's restoration first, then (with --kind-priors) each kind mean's
+            restorations = [c.restored for c in counterfactuals(pipeline, image, kind_priors)] if kind_priors \
+                else [pipeline.restore_float(image)]
+            changes = [float(restored.mean()) * 255 - image.mean() for restored in restorations]
+            scores.append((psnr(restorations[0], image), abs(changes[0])))
+            image_rows.append([name, image_name, f"{scores[-1][0]:.1f}", f"{changes[0]:+.1f}"])
+            if kind_priors:
+                image_rows[-1].append(f"{min(changes[1:]):+.1f} to {max(changes[1:]):+.1f}")
         db, brightness = np.array(scores).T
         within = int(np.sum((db >= TARGET_DB) & (brightness <= TARGET_BRIGHTNESS)))
         rows.append([name, len(images), "no atlas" if kinds is None else kinds["clean"],
