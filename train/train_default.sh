@@ -18,6 +18,7 @@
 set -euo pipefail
 data=${1:?usage: $0 DATA_DIR [RUN_DIR [train flags]]}
 run=${2:-runs/lupi-default}
+readout_steps=${READOUT_STEPS:-600}
 shift $(($# < 2 ? $# : 2))
 ${PY:-python} -m lupi_core train \
   --recipe train/recipes/lupi-small.toml --final-recipe train/recipes/lupi-small-clean.toml --final-share 0.25 \
@@ -27,11 +28,11 @@ ${PY:-python} -m lupi_core train \
   --stage1-steps 2000 --stage2-steps 16400 --batch-size 8 --lr 4e-4 --warmup-steps 100 \
   --patch-schedule 64:0.3,128:0.7 --seed 15 \
   --checkpoint-every 50 --snapshot-every 1000 --val-every 1000 --val-images 16 "$@"
-[[ ${READOUT_STEPS:-600} == 0 ]] && exit 0
+[[ $readout_steps == 0 ]] && exit 0
 ${PY:-python} -m lupi_core train \
   --data "$data" --preset small --objective paper --align l1 --frequency-weight 1.0 --ema-decay 0.999 \
   --batch-size 8 --checkpoint-every 50 --val-images 0 "$@" \
   --out "$run/readout" --init-from "$run" --recipe train/recipes/lupi-small-clean.toml --patch-size 128 \
   --final-share 0 --patch-schedule "" --no-student-from-teacher \
-  --stage1-steps 0 --stage2-steps "${READOUT_STEPS:-600}" --lr 1e-4 --warmup-steps 50 --seed 16 \
+  --stage1-steps 0 --stage2-steps "$readout_steps" --lr 1e-4 --warmup-steps 50 --seed 16 \
   --readout-weight 1.0 --freeze-restorer
