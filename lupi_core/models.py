@@ -7,6 +7,8 @@ student system (D_S, R_S).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -16,15 +18,18 @@ from .restorer import Restorer
 
 
 def restore_twice(restorer: Restorer, degraded: torch.Tensor, prior: torch.Tensor,
-                  counterfactual_prior: tuple[torch.Tensor, torch.Tensor] | None = None
+                  counterfactual: tuple[torch.Tensor, torch.Tensor] | None = None,
+                  estimate: Callable[[torch.Tensor], torch.Tensor] | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """R on each image with its own prior and with a wrong one (detached): one batch of 2B, so
     that the wrong-prior term costs one forward pass (and DDP sees one). The wrong prior is the
-    next sample's, or, given `counterfactual_prior` (rows, priors), on the marked rows the prior
-    of the same patch at another severity."""
+    next sample's, or, given `counterfactual` (rows, I_d at another severity), on the marked rows
+    `estimate`'s prior of the same patch at that other severity."""
     wrong = prior.roll(1, 0)
-    if counterfactual_prior is not None:
-        rows, other = counterfactual_prior
+    if counterfactual is not None:
+        rows, other_degraded = counterfactual
+        with torch.no_grad():
+            other = estimate(other_degraded)
         wrong = torch.where(rows[:, None], other.to(prior.dtype), wrong)
     both = restorer(torch.cat([degraded, degraded]), torch.cat([prior, wrong.detach()]))
     return both.chunk(2)
@@ -55,11 +60,8 @@ class TeacherSystem(nn.Module):
             rows, student_prior = stand_in
             received = torch.where(rows[:, None], student_prior.to(received.dtype), received)
         if wrong_prior:
-            other = None
-            if counterfactual is not None:
-                with torch.no_grad():
-                    other = counterfactual[0], self.estimator(counterfactual[1], clean)
-            restored, wrong = restore_twice(self.restorer, degraded, received, other)
+            restored, wrong = restore_twice(self.restorer, degraded, received, counterfactual,
+                                            lambda other: self.estimator(other, clean))
             return restored, prior, wrong
         return self.restorer(degraded, received), prior
 
@@ -94,11 +96,7 @@ class StudentSystem(nn.Module):
         if prior is None and self.predictor is not None:
             prior = self.predictor(degraded if prior_input is None else prior_input)
         if wrong_prior:
-            other = None
-            if counterfactual is not None:
-                with torch.no_grad():
-                    other = counterfactual[0], self.predictor(counterfactual[1])
-            restored, wrong = restore_twice(self.restorer, degraded, prior, other)
+            restored, wrong = restore_twice(self.restorer, degraded, prior, counterfactual, self.predictor)
             return restored, prior, wrong
         return self.restorer(degraded, prior), prior
 

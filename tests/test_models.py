@@ -351,6 +351,7 @@ def test_restore_twice_uses_the_counterfactual_prior_on_its_rows_and_the_next_sa
     images, priors = torch.zeros(3, 3, 4, 4), torch.tensor([[1.0], [2.0], [3.0]])
     own, wrong = restore_twice(restorer, images, priors)
     assert own[:, 0, 0, 0].tolist() == [1.0, 2.0, 3.0] and wrong[:, 0, 0, 0].tolist() == [3.0, 1.0, 2.0]
-    rows, other = torch.tensor([True, False, True]), torch.tensor([[10.0], [20.0], [30.0]])
-    _, wrong = restore_twice(restorer, images, priors, (rows, other))
+    rows, others = torch.tensor([True, False, True]), torch.full((3, 3, 4, 4), 0.5)
+    others[:, 0, 0, 0] = torch.tensor([10.0, 20.0, 30.0])
+    _, wrong = restore_twice(restorer, images, priors, (rows, others), lambda image: image[:, 0, :1, 0])
     assert wrong[:, 0, 0, 0].tolist() == [10.0, 1.0, 30.0]
