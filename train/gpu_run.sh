@@ -20,6 +20,7 @@ export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 PY=${PY:-python3}
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || echo "no nvidia-smi"
 data=${DATA:-runs/gpu-data}
 run=${RUN:-runs/gpu}
+export READOUT_STEPS=${READOUT_STEPS:-600}  # train_default.sh's default, read here for the time budget
 gpu=(--device cuda --workers 12 --batch-size 32 --lr 6e-4)
 SECONDS=0
 if [[ -z ${STAGE1_STEPS:-} || -z ${STAGE2_STEPS:-} ]]; then
@@ -32,7 +33,7 @@ if [[ -z ${STAGE1_STEPS:-} || -z ${STAGE2_STEPS:-} ]]; then
   step=$($PY -c 'import json, sys; r = json.loads(open(sys.argv[1]).readlines()[-1]); print(r["seconds"] / r["step"])' \
     "$run-timing/stage1_log.jsonl")
   read -r STAGE1_STEPS STAGE2_STEPS < <($PY -c "ratio = 16400 / 2000
-budget = ${TRAIN_SECONDS:-380} - ${READOUT_STEPS:-600} * 0.7 * $step
+budget = ${TRAIN_SECONDS:-380} - $READOUT_STEPS * 0.7 * $step
 stage1 = max(1, int(budget / ($step * 0.8 * (1 + ratio * 0.9))))
 print(stage1, int(stage1 * ratio))")
   echo "timed ${step} s a step: ${STAGE1_STEPS} + ${STAGE2_STEPS} steps"
@@ -41,7 +42,7 @@ bash train/train_default.sh "$data" "$run" "${gpu[@]}" --stage1-steps "$STAGE1_S
   --checkpoint-every 500 --val-every 1000 --log-every 50 --no-progress "$@"
 echo "trained in ${SECONDS} s"
 final=$run/readout
-[[ ${READOUT_STEPS:-600} == 0 ]] && final=$run
+[[ $READOUT_STEPS == 0 ]] && final=$run
 $PY -m lupi_core export "$final" --out "$OUT" --name lupi-gpu
 cp "$run/train_config.json" "$run/stage1_log.jsonl" "$run/stage2_log.jsonl" "$OUT"/
 [[ $final == "$run" ]] || cp "$final/stage2_log.jsonl" "$OUT/readout_log.jsonl"
