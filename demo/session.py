@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tempfile
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,12 +139,19 @@ def conversion_note(mode: str, frames: int, rotated: bool) -> str:
 
 
 def describe_sentence(reading: dict | None) -> str:
-    """The atlas' reading of a prior in one sentence, with how many neighbours agree."""
+    """The atlas' reading of a prior in one sentence, with how many neighbours agree; without a
+    majority it says the reading is unsure and how the neighbours split, since the prior does
+    not keep every pair of kinds apart (noise and rain above all)."""
     if reading is None:
         return "No atlas loaded, so no description."
     n = len(reading["neighbours"])
-    agree = sum(1 for label, _ in reading["neighbours"] if label["kind"] == reading["kind"])
-    return f"Looks like **{reading['text']}** ({agree} of the {n} nearest atlas samples agree)."
+    counts = Counter(label["kind"] for label, _ in reading["neighbours"])
+    agree = counts[reading["kind"]]
+    if 2 * agree > n:
+        return f"Looks like **{reading['text']}** ({agree} of the {n} nearest atlas samples agree)."
+    split = ", ".join(f"{count} {kind}" for kind, count in counts.most_common())
+    return (f"Unsure: the {n} nearest atlas samples split {split}, so the prior does not tell these kinds "
+            f"apart here; the closest ones lean to **{reading['text']}**.")
 
 
 def describe_markdown(reading: dict | None) -> str:

@@ -11,7 +11,7 @@ from PIL import Image
 
 from demo import charts
 from demo.app import Tabs, prior_report
-from demo.session import MAX_PIXELS, Session
+from demo.session import MAX_PIXELS, Session, describe_sentence
 from demo.tabs.privileged import prior_gap
 from demo.tabs.steer import parse_dims
 from helpers import shared_model_and_atlas
@@ -386,7 +386,7 @@ def test_the_tour_measures_each_step_on_the_loaded_model(tabs):
     sentences = tabs.learn.measure()
     assert list(sentences) == [f"result_{k}" for k in range(len(STEPS))]
     assert all("dB" in sentences[f"result_{k}"] for k in (0, 4)) and "%" in sentences["result_1"]
-    assert "nearest atlas samples agree" in sentences["result_2"]
+    assert "nearest atlas samples" in sentences["result_2"]
     current, path = tabs.learn.step_example(3)
     assert path.endswith("rocket_rain.png") and current.clean is not None
 
@@ -399,3 +399,14 @@ def test_the_tour_says_so_when_the_prior_has_no_effect(tmp_path_factory):
     deaf_to_prior(pipeline)
     learn = Tabs(Session(pipeline, Atlas.load(atlas_path), load_index(), tmp_dir=tmp_path_factory.mktemp("deaf"))).learn
     assert "no measurable effect" in learn.measure()["result_3"]
+
+
+def test_a_reading_without_a_majority_says_it_is_unsure_and_how_the_neighbours_split():
+    def reading(*kinds):
+        return {"kind": kinds[0], "text": f"{kinds[0]}, level ~ 0.80 (strong)",
+                "neighbours": [({"kind": kind}, 0.1 * (i + 1)) for i, kind in enumerate(kinds)]}
+
+    sure = describe_sentence(reading("noise", "noise", "noise", "noise", "rain", "rain", "mix"))
+    assert sure.startswith("Looks like **noise") and "4 of the 7 nearest atlas samples agree" in sure
+    unsure = describe_sentence(reading("rain", "noise", "rain", "noise", "rain", "mix", "noise"))
+    assert unsure.startswith("Unsure") and "split 3 rain, 3 noise, 1 mix" in unsure and "**rain" in unsure
