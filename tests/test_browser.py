@@ -90,6 +90,15 @@ def shoot(page: Page, name: str) -> None:
     page.screenshot(path=str(SHOTS / name), full_page=True)
 
 
+def pick_example(page: Page, name: str) -> None:
+    """Click an example of the Restore tab's gallery; its clean original becomes known."""
+    open_tab(page, "Restore")
+    names = [entry["file"] for entry in load_index()]
+    page.locator("#examples button.thumbnail-item").nth(names.index(name)).click()
+    wait_text(page, "#status", f"Example {name}")
+    wait_text(page, "#status", "Clean original known")
+
+
 def drag(page: Page, selector: str, fraction: float) -> None:
     """Drag a slider's handle from its left end to `fraction` of its width, then release."""
     slider = page.locator(f"{selector} input[type=range]")
@@ -117,7 +126,9 @@ def test_upload_and_restore(page):
 
 
 def test_sigma_drag_changes_the_prior(page):
+    pick_example(page, "coffee_noise25.png")  # the slider re-noises its clean original
     open_tab(page, "Prior inspector")
+    wait_text(page, "#insp-info", "coffee_noise25.png")
     page.wait_for_function("() => { const gd = document.querySelector('#insp-prior .js-plotly-plot');"
                            " return gd && gd._fullData && gd._fullData[0].y.length === 512; }")
     before = plot_values(page, "#insp-prior")
@@ -152,11 +163,7 @@ def test_click_on_the_atlas_map_loads_the_inspector(page):
 
 
 def test_example_gallery_then_privileged_vs_predicted(page):
-    open_tab(page, "Restore")
-    names = [entry["file"] for entry in load_index()]
-    page.locator("#examples button.thumbnail-item").nth(names.index("rocket_haze.png")).click()
-    wait_text(page, "#status", "Example rocket_haze.png")
-    wait_text(page, "#status", "Clean original known")
+    pick_example(page, "rocket_haze.png")
     open_tab(page, "Privileged vs predicted")
     page.click("#compare-btn")
     wait_text(page, "#priv-info", "Alignment gap")
