@@ -70,7 +70,7 @@ def test_kinds_accuracy_is_one_for_a_prior_that_names_the_kind(pipeline, images,
     monkeypatch.setattr(probe_module, "degraded", fake_degraded)
     monkeypatch.setattr(pipeline, "prior", lambda image: np.eye(512, dtype=np.float32)[int(image[0, 0, 0])])
     result = probe_module.kinds(pipeline, images)
-    assert result["loo_1nn_accuracy"] == 1.0 and result["silhouette"] > 0.9
+    assert result["loo_1nn_accuracy"] == result["other_photo_1nn_accuracy"] == 1.0 and result["silhouette"] > 0.9
     per_kind = len(images) * len(probe_module.KIND_LEVELS)
     assert result["confusion"] == {k: {o: per_kind * (o == k) for o in kinds} for k in kinds}
     rng = np.random.default_rng(0)
@@ -91,3 +91,18 @@ def test_kinds_errors_name_a_prior_that_reads_the_photograph(pipeline, images, m
     result = probe_module.kinds(pipeline, images)
     assert result["loo_1nn_accuracy"] < 0.5 and result["errors_same_photo"] == 1.0
     assert sum(sum(row.values()) for row in result["confusion"].values()) == result["samples"]
+
+
+def test_a_kind_code_that_differs_by_photograph_passes_leave_one_out_but_not_across_photographs(
+        pipeline, images, monkeypatch):
+    """Each (photograph, kind) gets its own random code: a sample's nearest neighbour is its own
+    photograph under the same kind at another level, but no code carries over to a new photograph."""
+    kinds = probe_module.KINDS
+
+    def fake_degraded(clean, kind, level, seed):  # kinds() seeds photograph i with 100 + i
+        return np.full((8, 8, 3), (seed - 100) * len(kinds) + kinds.index(kind), np.uint8)
+    monkeypatch.setattr(probe_module, "degraded", fake_degraded)
+    codes = np.random.default_rng(0).normal(size=(len(images) * len(kinds), 512)).astype(np.float32)
+    monkeypatch.setattr(pipeline, "prior", lambda image: codes[int(image[0, 0, 0])])
+    result = probe_module.kinds(pipeline, images)
+    assert result["loo_1nn_accuracy"] == 1.0 and result["other_photo_1nn_accuracy"] < 0.6
