@@ -104,7 +104,9 @@ def list_images(folder: str | Path, recursive: bool = False) -> list[Path]:
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """HxWx3 uint8 -> 1x3xHxW float32 in [0, 1]."""
+    """HxWx3 uint8 -> 1x3xHxW float32 in [0, 1]. A read-only array (np.asarray of a PIL image)
+    is copied first: torch warns on it otherwise."""
+    image = image if image.flags.writeable else image.copy()
     return torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0).unsqueeze(0)
 
 

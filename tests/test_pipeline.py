@@ -1,5 +1,9 @@
 """Inference: any image in, same type and size out; tiles; the prior; the teacher's prior;
 and the shipped-weights loader."""
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import skimage.data
@@ -42,6 +46,13 @@ def test_numpy_in_numpy_out_same_size(pipe, photo, height, width):
     out = pipe.restore(image)
     assert isinstance(out, np.ndarray)
     assert out.shape == (height, width, 3) and out.dtype == np.uint8
+
+
+def test_a_read_only_array_converts_without_a_warning():
+    """np.asarray of a PIL image is read-only; torch warns (once per process, hence a fresh one)."""
+    code = ("import numpy as np; from lupi_core.images import to_tensor; a = np.zeros((4, 4, 3), np.uint8); "
+            "a.flags.writeable = False; assert to_tensor(a).shape == (1, 3, 4, 4)")
+    subprocess.run([sys.executable, "-W", "error", "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
 
 
 @pytest.mark.parametrize("height,width", [(37, 53), (8, 8), (3, 5)])
